@@ -1,0 +1,1 @@
+"""Bridges from PyTorch / ONNX Runtime / diffusers to the HDF5 files that ``epg_core`` consumes."""

@@ -1,0 +1,67 @@
+"""Reusable click option decorators and error handling shared by every ``epg`` command."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class DataError(click.ClickException):
+    """Bad data (missing file, wrong file kind, corrupt checkpoint): one line, exit code 1."""
+
+    exit_code = 1
+
+
+def data_errors(func: F) -> F:
+    """Turn library errors about the data into one-line messages with exit code 1 (never a traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except (ValueError, OSError, KeyError, RuntimeError, TypeError) as exc:  # library errors
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(msg) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def quiet_option(func: F) -> F:
+    """``--quiet``: silence progress bars."""
+    return click.option("--quiet", "-q", is_flag=True, help="Do not show progress bars.")(func)
+
+
+def seed_option(func: F) -> F:
+    """``--seed``: seed of every random draw (same seed, same result)."""
+    return click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")(func)
+
+
+def threads_option(func: F) -> F:
+    """``--threads``: intra-op threads for torch / ONNX Runtime (1 is often fastest on small machines)."""
+    return click.option(
+        "--threads", type=click.IntRange(min=0), default=1, show_default=True,
+        help="Intra-op threads for torch and ONNX Runtime (0: library default).",
+    )(func)
+
+
+def permutation_options(func: F) -> F:
+    """Options of the shuffle test: number of shuffles, alternative, alpha, seed."""
+    func = click.option(
+        "--permutations", "-k", "n_permutations", type=click.IntRange(min=1), default=10_000,
+        show_default=True, help="Number of random shuffles K.",
+    )(func)
+    func = click.option(
+        "--alternative", type=click.Choice(["two-sided", "less", "greater", "centered"]),
+        default="two-sided", show_default=True,
+        help="Tail of the shuffle test (a smooth real effect sits in the lower tail).",
+    )(func)
+    func = click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                        default=0.01, show_default=True, help="Significance level.")(func)
+    return seed_option(func)

@@ -1,0 +1,3 @@
+"""HDF5 formats (placeholder; being implemented)."""
+
+__all__: list[str] = []
