@@ -1,0 +1,119 @@
+"""Per-curve statistics: EPG (paper Eq. 2), Pearson's rho and prediction flips."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
+
+from epg_core._derivative import check_grid, derivative, unit_grid
+
+Weighting = Literal["mean", "trapezoid"]
+
+
+def cell_widths(x: Float[Array, "*#batch n"]) -> Float[Array, "*#batch n"]:
+    """Trapezoid weights of each step (half the distance to its neighbours), normalised to sum to 1."""
+    dx = jnp.abs(jnp.diff(x, axis=-1))
+    zero = jnp.zeros(dx.shape[:-1] + (1,), dx.dtype)
+    left = jnp.concatenate([zero, dx], axis=-1)
+    right = jnp.concatenate([dx, zero], axis=-1)
+    w = 0.5 * (left + right)
+    return w / jnp.sum(w, axis=-1, keepdims=True)
+
+
+def epg(
+    y: Float[ArrayLike, "*batch n"],
+    x: Float[ArrayLike, "*#batch n"] | None = None,
+    *,
+    axis: int = -1,
+    weighting: Weighting = "mean",
+    **derivative_options: Any,
+) -> Float[Array, "*batch"]:
+    """Expected property gradient magnitude: mean over steps of ``|d y / d property|`` (paper Eq. 2).
+
+    With ``x=None`` and the defaults this is the paper's ``mean(abs(np.gradient(p)))``. ``weighting=
+    "trapezoid"`` weights each step by its share of the property range (for non-uniform grids).
+    """
+    y = jnp.moveaxis(jnp.asarray(y), axis, -1)
+    d = jnp.abs(derivative(y, x, axis=-1, **derivative_options))
+    if weighting == "mean":
+        return jnp.mean(d, axis=-1)
+    if weighting == "trapezoid":
+        grid = unit_grid(y.shape[-1], d.dtype) if x is None else jnp.asarray(x, d.dtype)
+        return jnp.sum(d * cell_widths(grid), axis=-1)
+    raise ValueError(f"unknown weighting {weighting!r}; use 'mean' or 'trapezoid'")
+
+
+def pearson(
+    y: Float[ArrayLike, "*batch n"],
+    x: Float[ArrayLike, "*#batch n"] | None = None,
+    *,
+    axis: int = -1,
+) -> Float[Array, "*batch"]:
+    """Pearson's rho between the outputs and the property (NaN for a constant curve)."""
+    y = jnp.moveaxis(jnp.asarray(y), axis, -1)
+    if not jnp.issubdtype(y.dtype, jnp.floating):
+        y = y.astype(jnp.result_type(float))
+    n = y.shape[-1]
+    if n < 2:
+        raise ValueError(f"a curve needs at least 2 steps, got {n}")
+    if x is None:
+        grid = unit_grid(n, y.dtype)
+    else:
+        check_grid(x, n)
+        grid = jnp.asarray(x, y.dtype)
+    xc = grid - jnp.mean(grid, axis=-1, keepdims=True)
+    yc = y - jnp.mean(y, axis=-1, keepdims=True)
+    ss_y = jnp.sum(yc * yc, axis=-1)
+    # A curve constant up to rounding has no direction: its rho is undefined, not +-1.
+    eps = jnp.finfo(y.dtype).eps
+    floor = (n * eps * jnp.max(jnp.abs(y), axis=-1)) ** 2
+    rho = jnp.sum(xc * yc, axis=-1) / jnp.sqrt(jnp.sum(xc * xc, axis=-1) * ss_y)
+    return jnp.where(ss_y <= floor, jnp.nan, rho)
+
+
+def flip_points(
+    outputs: Float[ArrayLike, "..."],
+    *,
+    class_axis: int = -1,
+    step_axis: int = -2,
+    threshold: float | None = None,
+) -> Bool[Array, "*batch n_minus_1"]:
+    """Where the prediction changes between consecutive steps: ``[..., N-1]`` (True at step i -> i+1).
+
+    Without ``threshold``: the argmax over ``class_axis`` changes along ``step_axis``. With ``threshold``:
+    ``outputs`` is a single output per step with the step axis last (as for ``epg``), and a flip is a
+    crossing of the threshold (``>= threshold`` changes).
+    """
+    outputs = jnp.asarray(outputs)
+    if threshold is None:
+        if outputs.ndim < 2:
+            raise ValueError(f"flips needs a class axis and a step axis, got shape {outputs.shape}")
+        labels = jnp.argmax(outputs, axis=class_axis)
+        step = step_axis if step_axis < 0 else step_axis
+        # after removing the class axis, the step axis index may shift
+        ca = class_axis % outputs.ndim
+        sa = step % outputs.ndim
+        if ca == sa:
+            raise ValueError("class_axis and step_axis must differ")
+        sa = sa - 1 if ca < sa else sa
+        labels = jnp.moveaxis(labels, sa, -1)
+    else:
+        labels = outputs >= threshold
+    if labels.shape[-1] < 2:
+        raise ValueError(f"a curve needs at least 2 steps, got {labels.shape[-1]}")
+    return labels[..., 1:] != labels[..., :-1]
+
+
+def flips(
+    outputs: Float[ArrayLike, "..."],
+    *,
+    class_axis: int = -1,
+    step_axis: int = -2,
+    threshold: float | None = None,
+) -> Int[Array, "*batch"]:
+    """Number of prediction flips along the steps (see ``flip_points`` for the conventions)."""
+    return jnp.sum(
+        flip_points(outputs, class_axis=class_axis, step_axis=step_axis, threshold=threshold), axis=-1
+    )
