@@ -8,7 +8,7 @@ array under jit/vmap/grad). The defaults reproduce ``np.gradient``.
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -40,12 +40,10 @@ def stencil_plan(
         for i in range(n):
             if half <= i <= n - 1 - half:
                 rows.append(list(range(i - half, i + half + 1)))
-            elif i < half:
-                width = max(edge_width, 2 * i + 1)
-                rows.append(list(range(0, width)))
-            else:
-                width = max(edge_width, 2 * (n - 1 - i) + 1)
-                rows.append(list(range(n - width, n)))
+            else:  # the widest centred stencil that fits, at least edge_width points flush with the boundary
+                near = min(i, n - 1 - i)
+                width = min(n, max(edge_width, 2 * near + 1))
+                rows.append(list(range(0, width)) if i < n - 1 - i else list(range(n - width, n)))
     else:
         width = order + accuracy
         for i in range(n):
@@ -73,7 +71,11 @@ def _check_plan_args(n: int, order: int, accuracy: int, edge_accuracy: int, sche
     if scheme == "central":
         if accuracy % 2:
             raise ValueError(f"central differences need an even accuracy, got {accuracy}")
-        need = max(2 * ((order + 1) // 2) - 1 + accuracy, order + edge_accuracy)
+        central = 2 * ((order + 1) // 2) - 1 + accuracy
+        edge = order + edge_accuracy
+        # A grid no longer than the edge stencil is all edge (np.gradient on 2 points); otherwise the
+        # requested central stencil must fit.
+        need = edge if n <= edge else max(central, edge)
     else:
         need = order + accuracy
     if need > n:
@@ -84,10 +86,19 @@ def _check_plan_args(n: int, order: int, accuracy: int, edge_accuracy: int, sche
 
 
 def stencil_weights(
-    x: Float[Array, "*batch n"], idx: np.ndarray, widths: np.ndarray, order: int
+    x: Float[Array, "*batch n"], idx: np.ndarray, widths: np.ndarray, order: int, xp: Any = jnp
 ) -> Float[Array, "*batch n w"]:
-    """Fornberg weights of every row of a stencil plan on grid ``x`` (zeros on the padding)."""
+    """Fornberg weights of every row of a stencil plan on grid ``x`` (zeros on the padding).
+
+    With ``xp=numpy`` the weights are computed on the host in float64 (``x`` must then be 1-D).
+    """
     n, big = idx.shape
+    if xp is np:
+        out = np.zeros((n, big))
+        for i in range(n):
+            nodes = np.asarray(x, np.float64)[idx[i, : widths[i]]] - float(x[i])
+            out[i, : widths[i]] = fornberg_table(nodes, 0.0, order, xp=np)[order]
+        return out
     out_rows: list[Array] = []
     order_rows: list[np.ndarray] = []
     for width in np.unique(widths):
@@ -171,15 +182,15 @@ def derivative(
     return jnp.moveaxis(d, -1, axis)
 
 
-def plan_and_weights(
-    n: int, x: ArrayLike | None, dtype: jnp.dtype, *, order: int = 1, accuracy: int = 2,
-    edge_accuracy: int = 1, scheme: Scheme = "central",
-) -> tuple[Int[np.ndarray, "n w"], Float[Array, "*#batch n w"]]:
-    """Stencil indices and weights for a fixed grid (used by the permutation engine, which gathers itself)."""
+def host_plan(
+    n: int, x: ArrayLike | None, *, order: int = 1, accuracy: int = 2, edge_accuracy: int = 1,
+    scheme: Scheme = "central",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stencil indices, widths and float64 host weights for a concrete grid (the permutation engine's input)."""
     idx, widths = stencil_plan(n, order, accuracy, edge_accuracy, scheme)
     if x is None:
-        grid = unit_grid(n, dtype)
+        grid = np.arange(n, dtype=np.float64)
     else:
         check_grid(x, n)
-        grid = jnp.asarray(x, dtype=dtype)
-    return idx, stencil_weights(grid, idx, widths, order)
+        grid = np.asarray(x, np.float64)
+    return idx, widths, stencil_weights(grid, idx, widths, order, xp=np)

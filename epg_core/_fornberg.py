@@ -6,30 +6,33 @@ so the recursion unrolls into a small fixed graph.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 
-def fornberg_table(nodes: ArrayLike, x0: ArrayLike, max_order: int) -> Float[Array, "m n"]:
+def fornberg_table(nodes: ArrayLike, x0: ArrayLike, max_order: int, xp: Any = jnp) -> Float[Array, "m n"]:
     """Weights for every derivative order ``0..max_order`` at ``x0`` from ``nodes``: shape ``[max_order+1, n]``.
 
-    Row ``k`` holds the weights ``w`` with ``f^(k)(x0) ~= sum_j w[j] f(nodes[j])``.
+    Row ``k`` holds the weights ``w`` with ``f^(k)(x0) ~= sum_j w[j] f(nodes[j])``. ``xp`` is ``jax.numpy``
+    (traceable) or ``numpy`` (host float64 weights whatever the JAX precision setting).
     """
-    nodes = jnp.asarray(nodes)
-    x0 = jnp.asarray(x0, dtype=nodes.dtype)
+    nodes = xp.asarray(nodes)
+    x0 = xp.asarray(x0, dtype=nodes.dtype)
     n = nodes.shape[-1]
     if max_order < 0:
         raise ValueError(f"derivative order must be >= 0, got {max_order}")
     # c[j][k]: weight of node j for the k-th derivative, built up node by node (Fornberg's recursion).
-    zero = jnp.zeros((), dtype=nodes.dtype)
+    zero = xp.zeros((), dtype=nodes.dtype)
     c = [[zero] * (max_order + 1) for _ in range(n)]
-    c[0][0] = jnp.ones((), dtype=nodes.dtype)
-    c1 = jnp.ones((), dtype=nodes.dtype)
+    c[0][0] = xp.ones((), dtype=nodes.dtype)
+    c1 = xp.ones((), dtype=nodes.dtype)
     c4 = nodes[0] - x0
     for i in range(1, n):
         mn = min(i, max_order)
-        c2 = jnp.ones((), dtype=nodes.dtype)
+        c2 = xp.ones((), dtype=nodes.dtype)
         c5 = c4
         c4 = nodes[i] - x0
         for j in range(i):
@@ -43,7 +46,7 @@ def fornberg_table(nodes: ArrayLike, x0: ArrayLike, max_order: int) -> Float[Arr
                 c[j][k] = (c4 * c[j][k] - k * c[j][k - 1]) / c3
             c[j][0] = c4 * c[j][0] / c3
         c1 = c2
-    return jnp.stack([jnp.stack([c[j][k] for j in range(n)]) for k in range(max_order + 1)])
+    return xp.stack([xp.stack([c[j][k] for j in range(n)]) for k in range(max_order + 1)])
 
 
 def fornberg_weights(nodes: ArrayLike, x0: ArrayLike, order: int) -> Float[Array, " n"]:

@@ -25,14 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from epg_core._derivative import check_curves, check_grid, plan_and_weights, unit_grid
+from epg_core._derivative import check_curves, check_grid, host_plan
 from epg_core._stats import cell_widths
 
 Alternative = Literal["two-sided", "less", "greater", "centered"]
 ALTERNATIVES: tuple[str, ...] = ("two-sided", "less", "greater", "centered")
 
 # Bytes of the largest intermediate of one scan step ([P perms, N steps, W taps, B curves]).
-CHUNK_BYTES = 32 << 20
+CHUNK_BYTES = 4 << 20
 # Curves per device call; the last chunk is padded to keep one compiled shape.
 CURVE_CHUNK = 2048
 # Ties within this many ulps (relative to the statistic's scale) count as equal.
@@ -106,20 +106,102 @@ def _relabellings(y: np.ndarray, seed: int) -> np.ndarray:
 # Statistic kernels: (YT [N, B], perms [P, N], params) -> [P, B]
 
 
-def _epg_kernel(yt: Array, perms: Array, params: tuple[Array, Array, Array], per_curve: Array) -> Array:
-    """EPG of every permuted curve: gather rows through the composed stencil, weight, |.|, weighted mean."""
-    idx, w, c = params  # [N, W] int, [N, W], [N]
-    comp = perms[:, idx]  # [P, N, W]
-    d = w[None, :, 0, None] * yt[comp[..., 0]]
-    for j in range(1, idx.shape[1]):
-        d = d + w[None, :, j, None] * yt[comp[..., j]]
-    return jnp.einsum("pnb,n->pb", jnp.abs(d), c)
+def _stencil_runs(idx: np.ndarray, widths: np.ndarray) -> tuple[tuple[int, int, tuple[int, ...]], ...]:
+    """Split a stencil plan into runs of consecutive rows with the same tap offsets (static slices)."""
+    runs: list[tuple[int, int, tuple[int, ...]]] = []
+    for i in range(idx.shape[0]):
+        offs = tuple(int(v) - i for v in idx[i, : widths[i]])
+        if runs and runs[-1][2] == offs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1, offs)
+        else:
+            runs.append((i, i + 1, offs))
+    return tuple(runs)
+
+
+def _two_tap_pairs(idx: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """If every row is ``w * (y[a] - y[b])`` (uniform grids, forward/backward, np.gradient edges), its taps.
+
+    Returns ``(a, b, |w|)`` per row, or None for wider stencils (non-uniform central grids).
+    """
+    a, b, mag = [], [], []
+    for i in range(idx.shape[0]):
+        nz = np.nonzero(weights[i])[0]
+        if len(nz) != 2:
+            return None
+        wa, wb = weights[i, nz[0]], weights[i, nz[1]]
+        if abs(wa + wb) > 1e-12 * max(abs(wa), abs(wb)):
+            return None
+        a.append(idx[i, nz[1]]), b.append(idx[i, nz[0]]), mag.append(abs(wb))
+    return np.array(a, np.int32), np.array(b, np.int32), np.array(mag)
+
+
+@functools.lru_cache(maxsize=64)
+def _epg_kernel(
+    runs: tuple[tuple[int, int, tuple[int, ...]], ...], static_w: bytes, static_c: bytes, n: int, taps: int,
+) -> tuple[Callable[..., Array], Callable[[Array], Array]]:
+    """EPG kernel for one stencil plan and grid (weights are compile-time constants).
+
+    Returns ``(kernel, prepare)``: ``prepare(yt)`` builds what the kernel gathers from, once per curve
+    chunk. Two-tap stencils gather from a table of pairwise differences ``|y_a - y_b|`` (one row gather per
+    term, no arithmetic); wider stencils gather the permuted curve once and apply the stencil as slices.
+    """
+    w_np = np.frombuffer(static_w, dtype=np.float64).reshape(n, taps)
+    c_np = np.frombuffer(static_c, dtype=np.float64)
+    idx = np.zeros((n, taps), np.int64)
+    for r0, r1, offs in runs:
+        for j, o in enumerate(offs):
+            idx[r0:r1, j] = np.arange(r0, r1) + o
+    pairs = _two_tap_pairs(idx, np.where(idx >= 0, w_np, 0.0))
+
+    if pairs is not None:
+        a_np, b_np, mag = pairs
+        coef_np = c_np * mag
+
+        def prepare(yt: Array) -> Array:
+            return jnp.abs(yt[:, None, :] - yt[None, :, :]).reshape(n * n, yt.shape[1])
+
+        def kernel(table: Array, perms: Array, params: Any, per_curve: Array) -> Array:
+            rows = perms[:, a_np] * n + perms[:, b_np]  # [P, N] composed pair indices
+            coef = jnp.asarray(coef_np, table.dtype)
+            return jnp.sum(table[rows] * coef[None, :, None], axis=1)
+
+        return kernel, prepare
+
+    def kernel_slices(yt: Array, perms: Array, params: Any, per_curve: Array) -> Array:
+        z = yt[perms]  # [P, N, B]: a row gather, curves contiguous
+        total = None
+        for r0, r1, offs in runs:
+            acc = None
+            for j, o in enumerate(offs):
+                col = w_np[r0:r1, j]
+                if not np.any(col):
+                    continue
+                wj = jnp.asarray(col, z.dtype)[None, :, None] if np.ptp(col) else jnp.asarray(col[0], z.dtype)
+                term = z[:, r0 + o:r1 + o, :] * wj
+                acc = term if acc is None else acc + term
+            if acc is None:
+                continue
+            part = jnp.sum(jnp.abs(acc) * jnp.asarray(c_np[r0:r1], z.dtype)[None, :, None], axis=1)
+            total = part if total is None else total + part
+        return total if total is not None else jnp.zeros((perms.shape[0], yt.shape[1]), yt.dtype)
+
+    return kernel_slices, _identity
+
+
+def _identity(yt: Array) -> Array:
+    """Kernels that gather from the curves themselves need no table."""
+    return yt
+
+
+@functools.partial(jax.jit, static_argnames=("prepare",))
+def _prepare(prepare: Callable[[Array], Array], yt: Array) -> Array:
+    return prepare(yt)
 
 
 def _pearson_kernel(yt: Array, perms: Array, params: tuple[Array], per_curve: Array) -> Array:
     """Pearson's rho of every permuted curve (means and norms are permutation invariant)."""
     (xn,) = params  # [N] centred unit-norm grid; per_curve: [B] 1/||y - mean|| (NaN if constant)
-    return jnp.einsum("pnb,n->pb", yt[perms], xn) * per_curve[None, :]
+    return jnp.sum(yt[perms] * xn[None, :, None], axis=1) * per_curve[None, :]
 
 
 @functools.lru_cache(maxsize=32)
@@ -191,39 +273,46 @@ def _validate(alternative: str, n_permutations: int, exact: Any, alpha: float) -
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
 
 
+class _Setup(NamedTuple):
+    """A statistic ready for the scan: kernel, table builder, shared/per-curve parameters, tie scales."""
+
+    kernel: Callable[..., Array]
+    prepare: Callable[[Array], Array]
+    params: Any
+    per_curve: np.ndarray
+    scale: np.ndarray
+
+
 def _kernel_setup(
     statistic: str | Callable[..., Array], y: np.ndarray, x: ArrayLike | None, dtype: Any,
     options: dict[str, Any],
-) -> tuple[Callable[..., Array], Any, np.ndarray, np.ndarray]:
-    """Pick the kernel, its shared parameters, per-curve parameters ``[B]`` and tolerance scales ``[B]``."""
+) -> _Setup:
+    """Pick the kernel for ``statistic``; ``scale`` is the magnitude of its rounding per curve (for ties)."""
     n = y.shape[-1]
-    grid = unit_grid(n, dtype) if x is None else jnp.asarray(x, dtype)
+    grid = np.arange(n, dtype=np.float64) if x is None else np.asarray(x, np.float64)
     if statistic == "epg":
         weighting = options.pop("weighting", "mean")
-        idx, w = plan_and_weights(n, x, dtype, **options)
-        if weighting == "mean":
-            c = jnp.full((n,), 1.0 / n, dtype)
-        elif weighting == "trapezoid":
-            c = cell_widths(grid)
-        else:
+        if weighting not in ("mean", "trapezoid"):
             raise ValueError(f"unknown weighting {weighting!r}; use 'mean' or 'trapezoid'")
-        scale = np.max(np.abs(y), axis=1) * float(jnp.max(jnp.sum(jnp.abs(w), axis=1)))
-        return _epg_kernel, (jnp.asarray(idx), w, c), np.zeros(y.shape[0]), scale
+        c = np.full((n,), 1.0 / n) if weighting == "mean" else cell_widths(grid, xp=np)
+        idx, widths, w = host_plan(n, x, **options)
+        kernel, prepare = _epg_kernel(_stencil_runs(idx, widths), w.tobytes(), c.tobytes(), n, idx.shape[1])
+        scale = np.max(np.abs(y), axis=1) * float(np.max(np.sum(np.abs(w), axis=1)))
+        return _Setup(kernel, prepare, (), np.zeros(y.shape[0]), scale)
     if statistic == "pearson":
         if options:
             raise ValueError(f"pearson takes no options, got {sorted(options)}")
-        xc = grid - jnp.mean(grid)
-        xn = xc / jnp.linalg.norm(xc)
+        xc = grid - grid.mean()
+        xn = jnp.asarray(xc / np.linalg.norm(xc), dtype)
         yc = y - y.mean(axis=1, keepdims=True)
         ss = np.sum(yc * yc, axis=1)
-        eps = np.finfo(y.dtype).eps
-        floor = (n * eps * np.max(np.abs(y), axis=1)) ** 2
+        floor = (n * np.finfo(y.dtype).eps * np.max(np.abs(y), axis=1)) ** 2
         with np.errstate(divide="ignore", invalid="ignore"):
             inv = np.where(ss <= floor, np.nan, 1.0 / np.sqrt(ss))
-        return _pearson_kernel, (xn,), inv, np.ones(y.shape[0])
+        return _Setup(_pearson_kernel, _identity, (xn,), inv, np.ones(y.shape[0]))
     if callable(statistic):
         kernel = _callable_kernel(statistic, tuple(sorted(options.items())))
-        return kernel, (grid,), np.zeros(y.shape[0]), np.zeros(y.shape[0])
+        return _Setup(kernel, _identity, (jnp.asarray(grid, dtype),), np.zeros(y.shape[0]), np.zeros(y.shape[0]))
     raise ValueError(f"unknown statistic {statistic!r}; use 'epg', 'pearson' or a callable f(y, x)")
 
 
@@ -282,8 +371,9 @@ def permutation_test(
         relabel = _relabellings(y2, int(seed))
     k = perms.shape[0]
 
-    kernel, params, per_curve, scale = _kernel_setup(statistic, y2, x, dtype, dict(statistic_options))
-    taps = int(params[0].shape[1]) if kernel is _epg_kernel else 1
+    setup = _kernel_setup(statistic, y2, x, dtype, dict(statistic_options))
+    kernel, params, per_curve, scale = setup.kernel, setup.params, setup.per_curve, setup.scale
+    taps = 1
     bc = min(n_curves, CURVE_CHUNK)
     p = _perm_chunk(n, bc, np.dtype(dtype).itemsize, taps, k)
     n_chunks = -(-k // p)
@@ -304,7 +394,7 @@ def permutation_test(
         dev = devices[ci % len(devices)]
         yt_obs = jax.device_put(jnp.asarray(block.T), dev)
         pc = jnp.asarray(np.concatenate([per_curve[start:start + m], np.full(bc - m, np.nan)]), dtype)
-        obs = kernel(yt_obs, ident, params, pc)[0]
+        obs = kernel(_prepare(setup.prepare, yt_obs), ident, params, pc)[0]
         sc = np.concatenate([scale[start:start + m], np.zeros(bc - m)])
         tol = TIE_ULPS * eps * (jnp.abs(obs) + jnp.asarray(sc, dtype))
         if relabel is not None:
@@ -312,7 +402,8 @@ def permutation_test(
             yt_null = jnp.asarray(np.take_along_axis(block, rl, axis=1).T)
         else:
             yt_null = yt_obs
-        run = functools.partial(_scan, yt_null, chunks, valid, obs, tol, kernel=kernel)
+        table = _prepare(setup.prepare, yt_null)
+        run = functools.partial(_scan, table, chunks, valid, obs, tol, kernel=kernel)
         if alternative == "centered":
             total, _, null = run(obs, params, pc, mode="sum", keep_null=return_null)
             a, c, _ = run(total / k, params, pc, mode="centered", keep_null=False)

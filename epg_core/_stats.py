@@ -12,14 +12,12 @@ from epg_core._derivative import check_grid, derivative, unit_grid
 Weighting = Literal["mean", "trapezoid"]
 
 
-def cell_widths(x: Float[Array, "*#batch n"]) -> Float[Array, "*#batch n"]:
+def cell_widths(x: Float[Array, "*#batch n"], xp: Any = jnp) -> Float[Array, "*#batch n"]:
     """Trapezoid weights of each step (half the distance to its neighbours), normalised to sum to 1."""
-    dx = jnp.abs(jnp.diff(x, axis=-1))
-    zero = jnp.zeros(dx.shape[:-1] + (1,), dx.dtype)
-    left = jnp.concatenate([zero, dx], axis=-1)
-    right = jnp.concatenate([dx, zero], axis=-1)
-    w = 0.5 * (left + right)
-    return w / jnp.sum(w, axis=-1, keepdims=True)
+    dx = xp.abs(xp.diff(x, axis=-1))
+    zero = xp.zeros(dx.shape[:-1] + (1,), dx.dtype)
+    w = 0.5 * (xp.concatenate([zero, dx], axis=-1) + xp.concatenate([dx, zero], axis=-1))
+    return w / xp.sum(w, axis=-1, keepdims=True)
 
 
 def epg(
