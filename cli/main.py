@@ -9,6 +9,20 @@ import click
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def _enable_compilation_cache() -> None:
+    """JAX's persistent compilation cache, so a second ``epg`` run does not recompile the kernels."""
+    import jax
+
+    cache = os.environ.get("EPG_JAX_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "epg", "jax")
+    try:
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    except (AttributeError, ValueError):  # older JAX: run without the cache
+        pass
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="epg")
 def cli() -> None:
@@ -19,10 +33,12 @@ def cli() -> None:
         epg demo                      # the whole pipeline on a built-in scenario
         epg score outputs.h5 --class cat
     """
+    _enable_compilation_cache()
 
 
-from epg_cli import _core, _intervene, _models  # noqa: E402  (registration)
+from epg_cli import _bench, _core, _intervene, _models  # noqa: E402  (registration)
 
 _core.register(cli)
+_bench.register(cli)
 _intervene.register(cli)
 _models.register(cli)
