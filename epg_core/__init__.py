@@ -23,3 +23,7 @@ __all__ = [
     "FDRResult",
     *_io_module.__all__,
 ]
+
+from epg_core._scoring import SCORE_COLUMNS, ScoreOptions, score_outputs, write_scores_csv  # noqa: E402
+
+__all__ += ["SCORE_COLUMNS", "ScoreOptions", "score_outputs", "write_scores_csv"]
