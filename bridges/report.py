@@ -41,7 +41,7 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 
 def _slug(*parts: str) -> str:
-    return "_".join("".join(ch if ch.isalnum() or ch in "-." else "-" for ch in p) for p in parts)
+    return "_".join("".join(ch if ch.isalnum() or ch in "-._" else "-" for ch in p) for p in parts)
 
 
 def _last_done(block: OutputsBlock) -> int | None:

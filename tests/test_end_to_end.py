@@ -1,0 +1,150 @@
+"""End to end: the reduced demo reproduces Table 2; `epg score` / `epg report` against independent numbers."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import epg_core as E
+from epg_cli.main import cli
+
+
+@pytest.fixture(scope="module")
+def demo_result(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from epg_bridges.demo import DemoConfig, run_demo
+
+    return run_demo(tmp_path_factory.mktemp("demo"), DemoConfig.quick(), quiet=True)
+
+
+def test_reduced_demo_reproduces_table2(demo_result) -> None:  # type: ignore[no-untyped-def]
+    c = demo_result.check
+    assert c["ratio"] >= 10, c
+    assert c["biased_background_significant"] and c["biased_background_flips"], c
+    assert c["unbiased_flips"] == 0, c
+    assert c["reproduces_table2"]
+
+
+def test_report_pngs_exist_and_are_not_trivial(demo_result) -> None:  # type: ignore[no-untyped-def]
+    folder = demo_result.report.parent
+    pngs = sorted(folder.glob("*.png"))
+    kinds = {p.name.split("_")[0] for p in pngs}
+    assert {"curves", "null", "epg", "strip"} <= kinds, kinds
+    for p in pngs:
+        img = np.asarray(Image.open(p).convert("L"), dtype=np.float64)
+        assert img.shape[0] > 50 and img.shape[1] > 200, p
+        assert img.std() > 5, f"{p} looks blank"
+    page = demo_result.report.read_text()
+    assert all(p.name in page for p in pngs if not p.name.startswith("interventions"))
+    assert "<table>" in page and "background_0" in page
+
+
+@pytest.fixture(scope="module")
+def bridge_outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Outputs of the model bridge: a tiny ConvMixer exported to ONNX and run on designed interventions."""
+    from epg_bridges.models import conv_mixer
+    from epg_bridges.onnx_export import export_onnx
+    from epg_bridges.runner import Preprocessing
+    from epg_bridges.sweep import predict
+    from epg_bridges.synthetic import synthetic_sequence
+
+    d = tmp_path_factory.mktemp("bridge")
+    rng = np.random.default_rng(0)
+    seqs = {}
+    for i in range(3):
+        img = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+        seqs[f"img{i}"] = synthetic_sequence(img, "darken-background", np.linspace(0, 1, 15))
+    inter = E.write_interventions(d / "interventions.h5", seqs)
+    prep = Preprocessing(size=(24, 24))
+    torch.manual_seed(0)
+    model = conv_mixer(dim=8, depth=1, kernel_size=3, patch_size=4, n_classes=3).eval()
+    onnx_path = d / "tiny.onnx"
+    export_onnx(model, onnx_path, preprocessing=prep, classes=["a", "b", "c"])
+    predict(onnx_path, [inter], d / "outputs.h5", model_name="tiny")
+    return d / "outputs.h5"
+
+
+def _read_probs(path: Path) -> dict[str, np.ndarray]:
+    """The stored outputs, read with h5py directly (independent of epg_core's reader)."""
+    with h5py.File(path, "r") as f:
+        return {seq: f["models"]["tiny"][seq]["outputs"][0] for seq in f["models"]["tiny"]}
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_score_equals_independent_np_gradient(bridge_outputs: Path, tmp_path: Path) -> None:
+    out_csv = tmp_path / "s.csv"
+    res = CliRunner().invoke(cli, ["score", str(bridge_outputs), "--class", "1", "-k", "500", "--csv", str(out_csv), "-q"])
+    assert res.exit_code == 0, res.output
+    rows = _csv(out_csv)
+    probs = _read_probs(bridge_outputs)
+    assert len(rows) == 3
+    for row in rows:
+        p = probs[row["sequence"]][:, 1].astype(np.float64)
+        assert float(row["epg"]) == pytest.approx(np.mean(np.abs(np.gradient(p))), rel=1e-9, abs=1e-12)
+        assert row["output"] == "b"
+    assert len(E.read_scores(bridge_outputs)) == 3  # also stored as /scores
+
+
+def test_score_mean_over_sequences_equals_scoring_the_averaged_curve(bridge_outputs: Path, tmp_path: Path) -> None:
+    out_csv = tmp_path / "m.csv"
+    res = CliRunner().invoke(cli, ["score", str(bridge_outputs), "--class", "a", "--mean-over-sequences",
+                                   "-k", "500", "--csv", str(out_csv), "-q"])
+    assert res.exit_code == 0, res.output
+    (row,) = _csv(out_csv)
+    mean_curve = np.mean([v[:, 0].astype(np.float64) for v in _read_probs(bridge_outputs).values()], axis=0)
+    ref = E.permutation_test(mean_curve, n_permutations=500, seed=0)
+    assert float(row["epg"]) == pytest.approx(np.mean(np.abs(np.gradient(mean_curve))), rel=1e-9)
+    assert float(row["pvalue"]) == pytest.approx(float(ref.pvalue))
+
+
+def test_score_fdr_and_values_spacing(bridge_outputs: Path, tmp_path: Path) -> None:
+    rows = E.score_outputs(bridge_outputs, E.ScoreOptions(target=0, spacing="values", use_fdr=True, n_permutations=300))
+    probs = _read_probs(bridge_outputs)
+    with h5py.File(bridge_outputs, "r") as f:
+        x = f["models"]["tiny"]["img0"]["values"][()]
+    r0 = next(r for r in rows if r["sequence"] == "img0")
+    assert r0["epg"] == pytest.approx(np.mean(np.abs(np.gradient(probs["img0"][:, 0].astype(np.float64), x))), rel=1e-9)
+    q = E.fdr([r["pvalue"] for r in rows], 0.01).qvalues
+    np.testing.assert_allclose([r["qvalue"] for r in rows], q)
+    assert all(r["correction"] == "bh" for r in rows)
+
+
+@pytest.mark.parametrize(
+    "args, code, fragment",
+    [
+        (["score", "missing.h5"], 1, "file not found"),
+        (["score", "{interventions}"], 1, "interventions"),
+        (["score", "{outputs}", "--class", "zebra"], 1, "unknown class 'zebra'"),
+        (["score", "{outputs}", "--class", "9"], 1, "out of range"),
+        (["score", "{outputs}", "--spacing", "log"], 2, "Invalid value"),
+        (["report", "missing.h5"], 1, "file not found"),
+    ],
+)
+def test_score_errors_are_one_line(bridge_outputs: Path, tmp_path: Path, args: list[str], code: int, fragment: str) -> None:
+    inter = bridge_outputs.parent / "interventions.h5"
+    argv = [a.format(outputs=bridge_outputs, interventions=inter) for a in args]
+    res = CliRunner().invoke(cli, argv + ["-q"] if argv[0] == "score" and code == 1 else argv)
+    assert res.exit_code == code, res.output
+    assert fragment in res.output
+    assert "Traceback" not in res.output
+    if code == 1:
+        assert len([ln for ln in res.output.strip().splitlines() if ln.startswith("Error")]) == 1
+
+
+def test_report_command_writes_pngs_and_index(bridge_outputs: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(cli, ["report", str(bridge_outputs), "--out", str(tmp_path / "rep"), "-k", "300",
+                                   "--interventions", str(bridge_outputs.parent / "interventions.h5"), "-q"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "rep" / "index.html").is_file()
+    assert len(list((tmp_path / "rep").glob("null_*.png"))) == 3
+    assert len(list((tmp_path / "rep").glob("strip_*.png"))) == 3
