@@ -170,11 +170,11 @@ def build_report(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Write every plot and ``index.html`` into ``out_dir``; return their paths."""
+    say = progress or (lambda _msg: None)
+    rows = rows if rows is not None else E.score_outputs(outputs_path, options)  # validates the file first
+    blocks = E.read_outputs(outputs_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    say = progress or (lambda _msg: None)
-    rows = rows if rows is not None else E.score_outputs(outputs_path, options)
-    blocks = E.read_outputs(outputs_path)
     sequences = list(dict.fromkeys(b.sequence for b in blocks))
     curves = []
     for seq in sequences:

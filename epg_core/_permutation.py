@@ -35,6 +35,8 @@ ALTERNATIVES: tuple[str, ...] = ("two-sided", "less", "greater", "centered")
 CHUNK_BYTES = 4 << 20
 # Curves per device call; the last chunk is padded to keep one compiled shape.
 CURVE_CHUNK = 2048
+# Bytes of the pairwise-difference table of one curve chunk (two-tap stencils).
+TABLE_BYTES = 256 << 20
 # Ties within this many ulps (relative to the statistic's scale) count as equal.
 TIE_ULPS = 16
 
@@ -372,56 +374,81 @@ def permutation_test(
     k = perms.shape[0]
 
     setup = _kernel_setup(statistic, y2, x, dtype, dict(statistic_options))
-    kernel, params, per_curve, scale = setup.kernel, setup.params, setup.per_curve, setup.scale
-    taps = 1
-    bc = min(n_curves, CURVE_CHUNK)
-    p = _perm_chunk(n, bc, np.dtype(dtype).itemsize, taps, k)
-    n_chunks = -(-k // p)
-    pad = n_chunks * p - k
-    perm_dev = np.concatenate([perms, np.broadcast_to(np.arange(n, dtype=np.int32), (pad, n))])
-    chunks = jnp.asarray(perm_dev.reshape(n_chunks, p, n))
-    valid = jnp.asarray((np.arange(n_chunks * p) < k).reshape(n_chunks, p))
-    ident = jnp.arange(n, dtype=jnp.int32)[None, :]
-    eps = float(np.finfo(np.dtype(dtype)).eps)
-
     devices = jax.devices()
-    stats, lows, highs, nulls = [], [], [], []
-    for ci, start in enumerate(range(0, n_curves, bc)):
-        block = y2[start:start + bc]
-        m = block.shape[0]
-        if m < bc:  # pad to one compiled shape; padded curves are constant and dropped below
-            block = np.concatenate([block, np.zeros((bc - m, n), block.dtype)])
-        dev = devices[ci % len(devices)]
-        yt_obs = jax.device_put(jnp.asarray(block.T), dev)
-        pc = jnp.asarray(np.concatenate([per_curve[start:start + m], np.full(bc - m, np.nan)]), dtype)
-        obs = kernel(_prepare(setup.prepare, yt_obs), ident, params, pc)[0]
-        sc = np.concatenate([scale[start:start + m], np.zeros(bc - m)])
-        tol = TIE_ULPS * eps * (jnp.abs(obs) + jnp.asarray(sc, dtype))
-        if relabel is not None:
-            rl = np.concatenate([relabel[start:start + m], np.broadcast_to(np.arange(n), (bc - m, n))])
-            yt_null = jnp.asarray(np.take_along_axis(block, rl, axis=1).T)
-        else:
-            yt_null = yt_obs
-        table = _prepare(setup.prepare, yt_null)
-        run = functools.partial(_scan, table, chunks, valid, obs, tol, kernel=kernel)
-        if alternative == "centered":
-            total, _, null = run(obs, params, pc, mode="sum", keep_null=return_null)
-            a, c, _ = run(total / k, params, pc, mode="centered", keep_null=False)
-        else:
-            a, c, null = run(obs, params, pc, mode="count", keep_null=return_null)
-        stats.append(obs[:m]); lows.append(a[:m]); highs.append(c[:m])
-        if return_null:
-            nulls.append(null.reshape(n_chunks * p, bc)[:k, :m].T)
+    bc = _curve_chunk(n_curves, n, np.dtype(dtype).itemsize, len(devices), setup.prepare is not _identity)
+    p = _perm_chunk(n, bc, np.dtype(dtype).itemsize, 1, k)
+    n_chunks = -(-k // p)
+    padded = np.concatenate([perms, np.broadcast_to(np.arange(n, dtype=np.int32), (n_chunks * p - k, n))])
+    chunks_host = padded.reshape(n_chunks, p, n)
+    valid_host = (np.arange(n_chunks * p) < k).reshape(n_chunks, p)
+    on_device: dict[Any, tuple[Array, Array]] = {}
 
-    statistic_v = np.asarray(jnp.concatenate(stats)).reshape(batch)
-    a = np.asarray(jnp.concatenate(lows)).astype(np.float64)
-    c = np.asarray(jnp.concatenate(highs)).astype(np.float64)
+    pieces = []  # dispatched asynchronously on every device, collected afterwards
+    for ci, start in enumerate(range(0, n_curves, bc)):
+        dev = devices[ci % len(devices)]
+        if dev not in on_device:
+            on_device[dev] = (jax.device_put(chunks_host, dev), jax.device_put(valid_host, dev))
+        chunks, valid = on_device[dev]
+        sl = slice(start, start + bc)
+        block = _pad_rows(y2[sl], bc, 0.0)  # padded curves are constant and dropped below
+        null_block = block if relabel is None else np.take_along_axis(
+            block, _pad_rows(relabel[sl], bc, np.arange(n, dtype=np.int32)), axis=1)
+        pieces.append(_test_chunk(
+            setup, dev, block, null_block, chunks, valid, _pad_rows(setup.per_curve[sl], bc, np.nan),
+            _pad_rows(setup.scale[sl], bc, 0.0), k, alternative, return_null,
+        ) + (min(bc, n_curves - start),))
+
+    def collect(j: int) -> np.ndarray:
+        return np.concatenate([np.asarray(piece[j])[..., : piece[-1]] for piece in pieces], axis=-1)
+
+    a, c = collect(1).astype(np.float64), collect(2).astype(np.float64)
     pvalue = _pvalues(a, c, k, alternative, use_exact).reshape(batch)
-    null_v = np.asarray(jnp.concatenate(nulls)).reshape(batch + (k,)) if return_null else None
+    null_v = None
+    if return_null:
+        null_v = collect(3).reshape(n_chunks * p, n_curves)[:k].T.reshape(batch + (k,))
     return PermutationResult(
-        statistic=statistic_v, pvalue=pvalue, significant=pvalue < alpha,
+        statistic=collect(0).reshape(batch), pvalue=pvalue, significant=pvalue < alpha,
         n_permutations=int(k), exact=bool(use_exact), null=null_v,
     )
+
+
+def _pad_rows(a: np.ndarray, rows: int, fill: Any) -> np.ndarray:
+    """Pad the leading axis of ``a`` to ``rows`` (one compiled shape for every curve chunk)."""
+    if a.shape[0] == rows:
+        return a
+    pad = np.broadcast_to(np.asarray(fill, a.dtype), (rows - a.shape[0],) + a.shape[1:])
+    return np.concatenate([a, pad])
+
+
+def _curve_chunk(n_curves: int, n: int, itemsize: int, n_devices: int, uses_table: bool) -> int:
+    """Curves per device call: spread over devices, and the pairwise table ``[N*N, B]`` kept under 256 MB."""
+    bc = min(n_curves, CURVE_CHUNK, -(-n_curves // n_devices))
+    if uses_table:
+        bc = min(bc, max(1, TABLE_BYTES // (n * n * itemsize)))
+    return max(1, bc)
+
+
+def _test_chunk(
+    setup: _Setup, dev: Any, block: np.ndarray, null_block: np.ndarray, chunks: Array, valid: Array,
+    per_curve: np.ndarray, scale: np.ndarray, k: int, alternative: str, return_null: bool,
+) -> tuple[Array, Array, Array, Array | None]:
+    """Observed statistic and tail counts (and the null) for one chunk of curves on one device."""
+    dtype = block.dtype
+    n = block.shape[1]
+    pc = jax.device_put(np.asarray(per_curve, dtype), dev)
+    ident = jax.device_put(np.arange(n, dtype=np.int32)[None, :], dev)
+    obs = setup.kernel(_prepare(setup.prepare, jax.device_put(block.T, dev)), ident, setup.params, pc)[0]
+    tol = TIE_ULPS * float(np.finfo(dtype).eps) * (jnp.abs(obs) + jax.device_put(np.asarray(scale, dtype), dev))
+    table = _prepare(setup.prepare, jax.device_put(np.ascontiguousarray(null_block.T), dev))
+    run = functools.partial(_scan, table, chunks, valid, obs, tol, kernel=setup.kernel)
+    if alternative == "centered":
+        total, _, null = run(obs, setup.params, pc, mode="sum", keep_null=return_null)
+        a, c, _ = run(total / k, setup.params, pc, mode="centered", keep_null=False)
+    else:
+        a, c, null = run(obs, setup.params, pc, mode="count", keep_null=return_null)
+    if null is not None:
+        null = null.reshape(-1, null.shape[-1])
+    return obs, a, c, null
 
 
 def _pvalues(a: np.ndarray, c: np.ndarray, k: int, alternative: str, exact: bool) -> np.ndarray:

@@ -1,0 +1,348 @@
+"""Models, checkpoint loading, ONNX export and the ORT runner (issue 4)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from epg_bridges.models import (
+    build_model,
+    check_state_dict,
+    conv_mixer,
+    infer_convmixer_paras,
+    load_checkpoint,
+    resolve_factory,
+)
+from epg_bridges.onnx_export import export_model, export_onnx, torch_outputs, verify_export
+from epg_bridges.runner import (
+    ModelSpec,
+    OnnxRunner,
+    Preprocessing,
+    collect_inputs,
+    load_image,
+    load_text_embeddings,
+    make_session,
+    postprocess,
+    read_spec,
+    select_provider,
+    spec_path,
+)
+
+TINY = {"dim": 8, "depth": 1, "kernel_size": 3, "patch_size": 4, "n_classes": 3}
+PREP32 = Preprocessing(size=(32, 32))
+
+
+def tiny_model(seed: int = 0) -> nn.Module:
+    """A small ConvMixer with non-trivial BatchNorm statistics."""
+    torch.manual_seed(seed)
+    model = conv_mixer(**TINY)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def save_tiny(path: Path, seed: int = 0, *, plain: bool = False) -> Path:
+    model = tiny_model(seed)
+    torch.save(model.state_dict() if plain else {"paras": dict(TINY), "state_dict": model.state_dict()}, path)
+    return path
+
+
+class ExportDisagrees(nn.Module):
+    """Adds 1 to its outputs only while being exported: ORT then disagrees with torch eager."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = conv_mixer(**TINY)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.head(x)
+        if torch.onnx.is_in_onnx_export():
+            y = y + 1.0
+        return y
+
+
+def make_disagreeing(**kwargs: object) -> nn.Module:
+    return ExportDisagrees()
+
+
+class TwoLayer(nn.Module):
+    def __init__(self, hidden: int = 5) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc = nn.Linear(12, hidden)
+        self.out = nn.Linear(hidden, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.fc(self.pool(x).flatten(1))))
+
+
+def make_two_layer(hidden: int = 5) -> nn.Module:
+    """A ``module:function`` factory used through ``--arch test_models:make_two_layer``."""
+    return TwoLayer(hidden)
+
+
+# --------------------------------------------------------------------------- reference checkpoints
+
+
+REFERENCE_NAMES = ["convmixer_unbiased", "convmixer_dark-cats-bias", "convmixer_dark-dogs-bias"]
+
+
+@pytest.mark.parametrize("name", REFERENCE_NAMES)
+def test_reference_checkpoints_onnx_matches_torch_on_photos(reference_dir: Path, tmp_path: Path, name: str) -> None:
+    ckpt = reference_dir / "checkpoints" / "cats-vs-dogs" / f"{name}.pth"
+    model = build_model("convmixer", ckpt)
+    assert sum(p.numel() for p in model.parameters()) > 500_000  # dim 256, depth 8: the real network
+    prep = Preprocessing(size=(128, 128), mean=(0.5,) * 3, std=(0.5,) * 3)
+    result = export_onnx(model, tmp_path / f"{name}.onnx", preprocessing=prep, classes=["cat", "dog"])
+    assert result.max_abs_diff < 1e-4
+    photos = sorted((reference_dir / "example_images" / "cvd").glob("*.jpg"))
+    assert [p.stem for p in photos] == ["cat_001", "cat_002", "dog_001", "dog_002"]
+    x = collect_inputs(photos).preprocessed("images", prep)
+    assert x.shape == (4, 3, 128, 128) and -1.0 <= x.min() and x.max() <= 1.0
+    ort_probs = OnnxRunner(result.onnx_path, output_kind="probabilities").outputs(x)
+    torch_probs = torch.softmax(model(torch.from_numpy(x)), dim=-1).detach().numpy()
+    np.testing.assert_allclose(ort_probs, torch_probs, atol=1e-4, rtol=0)
+    if name == "convmixer_unbiased":  # the unbiased model gets all four photos right
+        assert (ort_probs[:2, 0] > 0.5).all() and (ort_probs[2:, 0] < 0.5).all()
+    spec = read_spec(result.onnx_path)
+    assert spec is not None and spec.classes == ["cat", "dog"] and spec.preprocessing == prep
+
+
+def test_reference_state_dict_keys_load_strictly(reference_dir: Path) -> None:
+    ckpt = load_checkpoint(reference_dir / "checkpoints" / "cats-vs-dogs" / "convmixer_unbiased.pth")
+    assert ckpt.paras == {"dim": 256, "depth": 8, "kernel_size": 7, "patch_size": 5, "n_classes": 2, "in_channels": 3}
+    assert infer_convmixer_paras(ckpt.state_dict) == ckpt.paras
+    assert set(conv_mixer(**ckpt.paras).state_dict()) == set(ckpt.state_dict)
+
+
+# --------------------------------------------------------------------------- checkpoint formats and errors
+
+
+def test_plain_state_dict_and_paras_dict_give_the_same_model(tmp_path: Path) -> None:
+    plain = build_model("convmixer", save_tiny(tmp_path / "plain.pt", plain=True))
+    wrapped = build_model("convmixer", save_tiny(tmp_path / "wrapped.pt"))
+    x = torch.from_numpy(PREP32.random_batch(3))
+    assert torch.equal(plain(x), wrapped(x))
+    assert torch.equal(plain(x), tiny_model()(x))
+
+
+def test_data_parallel_prefix_is_stripped(tmp_path: Path) -> None:
+    state = {f"module.{k}": v for k, v in tiny_model().state_dict().items()}
+    torch.save(state, tmp_path / "dp.pt")
+    assert set(load_checkpoint(tmp_path / "dp.pt").state_dict) == set(tiny_model().state_dict())
+
+
+def test_factory_module_function(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    net = TwoLayer(7)
+    torch.save({"paras": {"hidden": 7}, "state_dict": net.state_dict()}, tmp_path / "two.pt")
+    model = build_model("test_models:make_two_layer", tmp_path / "two.pt")
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.equal(model(x), net(x))
+    with pytest.raises(ValueError, match="cannot import module 'no_such_module_xyz'"):
+        resolve_factory("no_such_module_xyz:f")
+    with pytest.raises(ValueError, match="has no callable 'nothing'"):
+        resolve_factory("test_models:nothing")
+    with pytest.raises(ValueError, match="unknown architecture 'resnet'"):
+        resolve_factory("resnet")
+
+
+def test_wrong_architecture_is_one_line(tmp_path: Path) -> None:
+    torch.save(TwoLayer().state_dict(), tmp_path / "mlp.pt")
+    with pytest.raises(ValueError, match=r"mlp\.pt: wrong architecture") as err:
+        build_model("convmixer", tmp_path / "mlp.pt")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match=r"wrong architecture: \d+ tensor\(s\) the model does not have"):
+        build_model("test_models:make_two_layer", save_tiny(tmp_path / "plain.pt", plain=True))
+    with pytest.raises(ValueError, match="wrong architecture: test_models:make_two_layer does not accept"):
+        build_model("test_models:make_two_layer", save_tiny(tmp_path / "tiny.pt"))
+    with pytest.raises(ValueError, match=r"wrong architecture: tensor '0.weight' has shape \(8, 3, 4, 4\)"):
+        build_model("convmixer", tmp_path / "tiny.pt", {"dim": 8, "patch_size": 5})
+
+
+def test_missing_tensor_is_one_line(tmp_path: Path) -> None:
+    state = tiny_model().state_dict()
+    del state["3.1.bias"]
+    torch.save({"paras": TINY, "state_dict": state}, tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match=r"missing\.pt: missing tensor '3\.1\.bias'$"):
+        build_model("convmixer", tmp_path / "missing.pt")
+
+
+def test_corrupt_and_unsafe_checkpoints_are_refused(tmp_path: Path) -> None:
+    good = save_tiny(tmp_path / "good.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError, match=r"truncated\.pt: corrupt or unreadable checkpoint") as err:
+        load_checkpoint(tmp_path / "truncated.pt")
+    assert "\n" not in str(err.value)
+    (tmp_path / "noise.pt").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ValueError, match="corrupt or unreadable"):
+        load_checkpoint(tmp_path / "noise.pt")
+    torch.save({"state_dict": tiny_model().state_dict(), "obj": TwoLayer()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match=r"evil\.pt: checkpoint refused by weights_only loading "
+                                         r"\(it pickles the Python object test_models\.TwoLayer"):
+        load_checkpoint(tmp_path / "evil.pt")
+    with open(tmp_path / "old.pt", "wb") as handle:  # a raw pickle, not a torch checkpoint
+        pickle.dump({"a": 1}, handle, protocol=4)
+    with pytest.raises(ValueError, match=r"old\.pt: corrupt or unreadable checkpoint"):
+        load_checkpoint(tmp_path / "old.pt")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="holds a list"):
+        load_checkpoint(tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "absent.pt")
+
+
+def test_check_state_dict_accepts_exact_match() -> None:
+    model = tiny_model()
+    check_state_dict(model, tiny_model(3).state_dict(), "x")  # same layout, other values: fine
+    assert model.state_dict().keys() == tiny_model(3).state_dict().keys()
+
+
+# --------------------------------------------------------------------------- export
+
+
+def test_export_writes_single_file_with_dynamic_batch_and_spec(tmp_path: Path) -> None:
+    model = tiny_model()
+    result = export_onnx(model, tmp_path / "tiny.onnx", preprocessing=PREP32, classes=["a", "b", "c"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx", "tiny.onnx.json"]
+    assert result.spec_path == spec_path(result.onnx_path)
+    spec_json = json.loads(result.spec_path.read_text())
+    assert spec_json["preprocessing"]["size"] == [32, 32] and spec_json["preprocessing"]["mean"] == [0.5] * 3
+    runner = OnnxRunner(result.onnx_path, output_kind="logits", batch_size=4)
+    for batch in (1, 5, 9):  # dynamic batch axis, several runner batches
+        x = PREP32.random_batch(batch, seed=batch)
+        np.testing.assert_allclose(runner.outputs(x), torch_outputs(model, x), atol=1e-5)
+
+
+def test_export_initializers_keep_state_dict_names(tmp_path: Path) -> None:
+    model = tiny_model()
+    proto = export_model(model, PREP32)
+    names = {init.name for init in proto.graph.initializer}
+    float_keys = {k for k, v in model.state_dict().items() if v.is_floating_point()}
+    assert float_keys <= names
+
+
+def test_export_refused_when_onnx_disagrees_and_old_file_kept(tmp_path: Path) -> None:
+    target = tmp_path / "model.onnx"
+    export_onnx(tiny_model(), target, preprocessing=PREP32)
+    before = target.read_bytes(), spec_path(target).read_bytes()
+    with pytest.raises(ValueError, match=r"disagrees with torch eager by 1 \(> 0\.0001\)") as err:
+        export_onnx(make_disagreeing(), target, preprocessing=PREP32)
+    assert "\n" not in str(err.value)
+    assert (target.read_bytes(), spec_path(target).read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]
+
+
+def test_verify_export_reports_difference() -> None:
+    model = tiny_model()
+    proto = export_model(model, PREP32)
+    diff = verify_export(model, proto, PREP32.random_batch(2))
+    assert 0.0 <= diff < 1e-5
+    with pytest.raises(ValueError, match="disagrees"):
+        verify_export(tiny_model(seed=5), proto, PREP32.random_batch(2))
+
+
+# --------------------------------------------------------------------------- runner
+
+
+def test_provider_is_chosen_and_reported_once(caplog: pytest.LogCaptureFixture,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxruntime as ort
+
+    import epg_bridges.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "_REPORTED", set())
+    with caplog.at_level("INFO", logger="epg_bridges"):
+        first, second = select_provider(), select_provider()
+    assert first == second
+    assert [r.getMessage() for r in caplog.records] == [f"ONNX Runtime provider: {first}"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        assert first == "CPUExecutionProvider"
+    assert select_provider("cpu", report=False) == "CPUExecutionProvider"
+    with pytest.raises(ValueError, match="device must be"):
+        select_provider("tpu")
+
+
+def test_make_session_rejects_garbage(tmp_path: Path) -> None:
+    (tmp_path / "bad.onnx").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match=r"bad\.onnx: not a loadable ONNX model"):
+        make_session(tmp_path / "bad.onnx")
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # raw torch.onnx.export chatter
+def test_runner_wrong_input_size_is_one_line() -> None:
+    net = TwoLayer()
+    proto = torch.onnx.export(net.eval(), (torch.randn(2, 3, 8, 8),), dynamo=True, optimize=False,
+                              external_data=False, verbose=False).model_proto  # fixed shape [2, 3, 8, 8]
+    with pytest.raises(ValueError, match=r"ONNX Runtime failed on an input of shape \[2, 3, 9, 9\]") as err:
+        OnnxRunner(proto, output_kind="logits").outputs(np.zeros((2, 3, 9, 9), np.float32))
+    assert "\n" not in str(err.value)
+
+
+def test_output_kinds() -> None:
+    raw = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 1000.0]])
+    probs = postprocess(raw, "probabilities")
+    np.testing.assert_allclose(probs[0], np.exp([1, 2, 3]) / np.exp([1, 2, 3]).sum(), rtol=1e-6)
+    np.testing.assert_allclose(probs[1], [0, 0, 1], atol=1e-7)  # no overflow
+    np.testing.assert_array_equal(postprocess(raw, "logits"), raw.astype(np.float32))
+    text = np.array([[1.0, 0.0, 0.0], [0.0, 3.0, 4.0]])
+    cos = postprocess(raw, "cosine", text)
+    np.testing.assert_allclose(cos[0], [1 / np.sqrt(14), (6 + 12) / 5 / np.sqrt(14)], rtol=1e-6)
+    with pytest.raises(ValueError, match="needs a text-embedding matrix"):
+        postprocess(raw, "cosine")
+
+
+def test_text_embeddings_average_descriptions(tmp_path: Path) -> None:
+    per_class = np.array([[[1.0, 0.0], [0.0, 2.0]], [[3.0, 0.0], [3.0, 0.0]]])  # 2 classes x 2 descriptions
+    np.save(tmp_path / "text.npy", per_class)
+    emb = load_text_embeddings(tmp_path / "text.npy")
+    np.testing.assert_allclose(emb, [[1 / np.sqrt(2), 1 / np.sqrt(2)], [1.0, 0.0]])
+    (tmp_path / "bad.npy").write_text("no")
+    with pytest.raises(ValueError, match="cannot read text embeddings"):
+        load_text_embeddings(tmp_path / "bad.npy")
+
+
+def test_cosine_runner_uses_embeddings(tmp_path: Path) -> None:
+    result = export_onnx(tiny_model(), tmp_path / "m.onnx", preprocessing=PREP32)
+    text = np.eye(3)[[0, 2]]
+    x = PREP32.random_batch(4)
+    cos = OnnxRunner(result.onnx_path, output_kind="cosine", text_embeddings=text).outputs(x)
+    logits = torch_outputs(tiny_model(), x)
+    unit = logits / np.linalg.norm(logits, axis=1, keepdims=True)
+    np.testing.assert_allclose(cos, unit[:, [0, 2]], atol=1e-5)
+
+
+def test_preprocessing_matches_manual_formula(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (2, 40, 50, 3), dtype=np.uint8)
+    prep = Preprocessing(size=(20, 25), mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 2.0), channel_order="BGR")
+    x = prep.apply(pixels)
+    resized = np.asarray(Image.fromarray(pixels[1]).resize((25, 20), Image.Resampling.BILINEAR), np.float32) / 255
+    manual = ((resized - [0.1, 0.2, 0.3]) / [0.5, 0.25, 2.0])[..., ::-1].transpose(2, 0, 1)
+    assert x.shape == (2, 3, 20, 25) and x.dtype == np.float32
+    np.testing.assert_allclose(x[1], manual, atol=1e-6)
+    assert Preprocessing.from_dict(prep.to_dict()) == prep
+    with pytest.raises(ValueError, match="unknown preprocessing keys"):
+        Preprocessing.from_dict({"sizes": [1, 2]})
+    assert ModelSpec.from_dict(ModelSpec(prep, ["a"]).to_dict()).preprocessing == prep
+
+
+def test_non_image_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "notes.jpg").write_text("this is not a picture\n")
+    with pytest.raises(ValueError, match=r"notes\.jpg: not an image file") as err:
+        load_image(tmp_path / "notes.jpg")
+    assert "\n" not in str(err.value)
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "ok.png")
+    with pytest.raises(ValueError, match="notes.jpg: not an image file"):
+        collect_inputs([tmp_path / "ok.png", tmp_path / "notes.jpg"])
+    image = load_image(tmp_path / "ok.png")
+    assert image.shape == (4, 4, 3) and image.dtype == np.uint8
