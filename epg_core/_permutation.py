@@ -31,12 +31,13 @@ from epg_core._stats import cell_widths
 Alternative = Literal["two-sided", "less", "greater", "centered"]
 ALTERNATIVES: tuple[str, ...] = ("two-sided", "less", "greater", "centered")
 
-# Bytes of the largest intermediate of one scan step ([P perms, N steps, W taps, B curves]).
-CHUNK_BYTES = 4 << 20
+# Bytes of the gathered intermediate of one scan step ([P perms, N steps, Bb curves]).
+CHUNK_BYTES = 512 << 10
 # Curves per device call; the last chunk is padded to keep one compiled shape.
 CURVE_CHUNK = 2048
-# Bytes of the pairwise-difference table of one curve chunk (two-tap stencils).
-TABLE_BYTES = 256 << 20
+# Curves scanned together (a block); its pairwise-difference table is capped by TABLE_BYTES.
+BLOCK_CURVES = 128
+TABLE_BYTES = 64 << 20
 # Ties within this many ulps (relative to the statistic's scale) count as equal.
 TIE_ULPS = 16
 
@@ -228,36 +229,51 @@ def _is_tie(t: Array, obs: Array, tol: Array) -> Array:
     return both_nan | (jnp.abs(t - obs[None, :]) <= tol[None, :])
 
 
-@functools.partial(jax.jit, static_argnames=("kernel", "mode", "keep_null"))
+@functools.partial(jax.jit, static_argnames=("kernel", "prepare"))
+def _observed(yt_blocks: Array, params: Any, per_curve: Array, *, kernel: Callable[..., Array],
+              prepare: Callable[[Array], Array]) -> Array:
+    """The statistic of every curve in its true order: ``[nb, Bb]``."""
+    ident = jnp.arange(yt_blocks.shape[1], dtype=jnp.int32)[None, :]
+    return jax.lax.map(lambda a: kernel(prepare(a[0]), ident, params, a[1])[0], (yt_blocks, per_curve))
+
+
+@functools.partial(jax.jit, static_argnames=("kernel", "prepare", "mode", "keep_null"))
 def _scan(
-    yt: Array, chunks: Array, valid: Array, obs: Array, tol: Array, centre: Array, params: Any,
+    yt_blocks: Array, chunks: Array, valid: Array, obs: Array, tol: Array, centre: Array, params: Any,
     per_curve: Array,
-    *, kernel: Callable[..., Array], mode: str, keep_null: bool,
+    *, kernel: Callable[..., Array], prepare: Callable[[Array], Array], mode: str, keep_null: bool,
 ) -> tuple[Array, Array, Array | None]:
-    """Scan permutation chunks; return (#T<=obs, #T>=obs) or (sum T, #|T-c|>=|obs-c|), and the null."""
-    b = yt.shape[1]
+    """For each block of curves (sequentially, so its table stays small and hot), scan the permutation
+    chunks; return (#T<=obs, #T>=obs) or (sum T, #|T-c|>=|obs-c|) per curve, and the null if asked."""
 
-    def step(carry: tuple[Array, Array], xs: tuple[Array, Array]) -> tuple[tuple[Array, Array], Array | None]:
-        a, c = carry
-        perms, ok = xs
-        t = kernel(yt, perms, params, per_curve)  # [P, B]
-        okb = ok[:, None]
-        if mode == "sum":
-            a = a + jnp.sum(jnp.where(okb, t, 0.0), axis=0)
-        elif mode == "centered":
-            far = jnp.abs(t - centre[None, :]) >= jnp.abs(obs - centre)[None, :] - tol[None, :]
-            far = far | _is_tie(t, obs, tol)
-            a = a + jnp.sum(far & okb, axis=0, dtype=jnp.int32)
-        else:
-            tie = _is_tie(t, obs, tol)
-            a = a + jnp.sum(((t <= obs[None, :]) | tie) & okb, axis=0, dtype=jnp.int32)
-            c = c + jnp.sum(((t >= obs[None, :]) | tie) & okb, axis=0, dtype=jnp.int32)
-        return (a, c), (t if keep_null else None)
+    def one_block(args: tuple[Array, ...]) -> tuple[Array, Array, Array | None]:
+        yt, obs_b, tol_b, centre_b, pc_b = args
+        table = prepare(yt)
+        b = yt.shape[1]
 
-    acc_dtype = yt.dtype if mode == "sum" else jnp.int32
-    init = (jnp.zeros((b,), acc_dtype), jnp.zeros((b,), jnp.int32))
-    (a, c), null = jax.lax.scan(step, init, (chunks, valid))
-    return a, c, null
+        def step(carry: tuple[Array, Array], xs: tuple[Array, Array]) -> tuple[tuple[Array, Array], Array | None]:
+            a, c = carry
+            perms, ok = xs
+            t = kernel(table, perms, params, pc_b)  # [P, Bb]
+            okb = ok[:, None]
+            if mode == "sum":
+                a = a + jnp.sum(jnp.where(okb, t, 0.0), axis=0)
+            elif mode == "centered":
+                far = jnp.abs(t - centre_b[None, :]) >= jnp.abs(obs_b - centre_b)[None, :] - tol_b[None, :]
+                far = far | _is_tie(t, obs_b, tol_b)
+                a = a + jnp.sum(far & okb, axis=0, dtype=jnp.int32)
+            else:
+                tie = _is_tie(t, obs_b, tol_b)
+                a = a + jnp.sum(((t <= obs_b[None, :]) | tie) & okb, axis=0, dtype=jnp.int32)
+                c = c + jnp.sum(((t >= obs_b[None, :]) | tie) & okb, axis=0, dtype=jnp.int32)
+            return (a, c), (t if keep_null else None)
+
+        acc_dtype = yt.dtype if mode == "sum" else jnp.int32
+        init = (jnp.zeros((b,), acc_dtype), jnp.zeros((b,), jnp.int32))
+        (a, c), null = jax.lax.scan(step, init, (chunks, valid))
+        return a, c, null
+
+    return jax.lax.map(one_block, (yt_blocks, obs, tol, centre, per_curve))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -319,7 +335,7 @@ def _kernel_setup(
 
 
 def _perm_chunk(n: int, n_curves: int, itemsize: int, taps: int, k: int) -> int:
-    """Permutations per scan step so that the [P, N, W, B] intermediate stays under CHUNK_BYTES."""
+    """Permutations per scan step so that the [P, N, Bb] intermediate stays under CHUNK_BYTES."""
     per_perm = max(1, n * max(taps, 1) * n_curves * itemsize)
     return int(max(1, min(k, CHUNK_BYTES // per_perm, 1024)))
 
@@ -375,8 +391,10 @@ def permutation_test(
 
     setup = _kernel_setup(statistic, y2, x, dtype, dict(statistic_options))
     devices = jax.devices()
-    bc = _curve_chunk(n_curves, n, np.dtype(dtype).itemsize, len(devices), setup.prepare is not _identity)
-    p = _perm_chunk(n, bc, np.dtype(dtype).itemsize, 1, k)
+    itemsize = np.dtype(dtype).itemsize
+    bb, nb = _blocks(n_curves, n, itemsize, len(devices), setup.prepare is not _identity)
+    bc = bb * nb
+    p = _perm_chunk(n, bb, itemsize, 1, k)
     n_chunks = -(-k // p)
     padded = np.concatenate([perms, np.broadcast_to(np.arange(n, dtype=np.int32), (n_chunks * p - k, n))])
     chunks_host = padded.reshape(n_chunks, p, n)
@@ -395,7 +413,7 @@ def permutation_test(
             block, _pad_rows(relabel[sl], bc, np.arange(n, dtype=np.int32)), axis=1)
         pieces.append(_test_chunk(
             setup, dev, block, null_block, chunks, valid, _pad_rows(setup.per_curve[sl], bc, np.nan),
-            _pad_rows(setup.scale[sl], bc, 0.0), k, alternative, return_null,
+            _pad_rows(setup.scale[sl], bc, 0.0), k, alternative, return_null, nb,
         ) + (min(bc, n_curves - start),))
 
     def collect(j: int) -> np.ndarray:
@@ -420,35 +438,47 @@ def _pad_rows(a: np.ndarray, rows: int, fill: Any) -> np.ndarray:
     return np.concatenate([a, pad])
 
 
-def _curve_chunk(n_curves: int, n: int, itemsize: int, n_devices: int, uses_table: bool) -> int:
-    """Curves per device call: spread over devices, and the pairwise table ``[N*N, B]`` kept under 256 MB."""
-    bc = min(n_curves, CURVE_CHUNK, -(-n_curves // n_devices))
+def _blocks(n_curves: int, n: int, itemsize: int, n_devices: int, uses_table: bool) -> tuple[int, int]:
+    """(curves per block, blocks per device call). Blocks are scanned one after the other, so each block's
+    pairwise table ``[N*N, Bb]`` stays small and hot; a call holds at most CURVE_CHUNK curves per device."""
+    per_call = max(1, min(n_curves, CURVE_CHUNK, -(-n_curves // n_devices)))
+    limit = BLOCK_CURVES
     if uses_table:
-        bc = min(bc, max(1, TABLE_BYTES // (n * n * itemsize)))
-    return max(1, bc)
+        limit = min(limit, max(1, TABLE_BYTES // (n * n * itemsize)))
+    nb = -(-per_call // limit)
+    bb = -(-per_call // nb)
+    if bb >= 8:  # whole SIMD lanes per gathered row
+        bb = -(-bb // 8) * 8
+    return bb, nb
 
 
 def _test_chunk(
     setup: _Setup, dev: Any, block: np.ndarray, null_block: np.ndarray, chunks: Array, valid: Array,
-    per_curve: np.ndarray, scale: np.ndarray, k: int, alternative: str, return_null: bool,
+    per_curve: np.ndarray, scale: np.ndarray, k: int, alternative: str, return_null: bool, nb: int,
 ) -> tuple[Array, Array, Array, Array | None]:
     """Observed statistic and tail counts (and the null) for one chunk of curves on one device."""
     dtype = block.dtype
     n = block.shape[1]
-    pc = jax.device_put(np.asarray(per_curve, dtype), dev)
-    ident = jax.device_put(np.arange(n, dtype=np.int32)[None, :], dev)
-    obs = setup.kernel(_prepare(setup.prepare, jax.device_put(block.T, dev)), ident, setup.params, pc)[0]
-    tol = TIE_ULPS * float(np.finfo(dtype).eps) * (jnp.abs(obs) + jax.device_put(np.asarray(scale, dtype), dev))
-    table = _prepare(setup.prepare, jax.device_put(np.ascontiguousarray(null_block.T), dev))
-    run = functools.partial(_scan, table, chunks, valid, obs, tol, kernel=setup.kernel)
+
+    def blocks(a: np.ndarray) -> Array:  # [nb * Bb, ...] -> [nb, Bb, ...] on the device
+        return jax.device_put(np.ascontiguousarray(a.reshape(nb, -1, *a.shape[1:])), dev)
+
+    def curves_last(a: np.ndarray) -> Array:  # [nb * Bb, N] -> [nb, N, Bb]
+        return jax.device_put(np.ascontiguousarray(a.reshape(nb, -1, n).transpose(0, 2, 1)), dev)
+
+    pc = blocks(np.asarray(per_curve, dtype))
+    obs = _observed(curves_last(block), setup.params, pc, kernel=setup.kernel, prepare=setup.prepare)
+    tol = TIE_ULPS * float(np.finfo(dtype).eps) * (jnp.abs(obs) + blocks(np.asarray(scale, dtype)))
+    run = functools.partial(_scan, curves_last(null_block), chunks, valid, obs, tol, kernel=setup.kernel,
+                            prepare=setup.prepare)
     if alternative == "centered":
         total, _, null = run(obs, setup.params, pc, mode="sum", keep_null=return_null)
         a, c, _ = run(total / k, setup.params, pc, mode="centered", keep_null=False)
     else:
         a, c, null = run(obs, setup.params, pc, mode="count", keep_null=return_null)
-    if null is not None:
-        null = null.reshape(-1, null.shape[-1])
-    return obs, a, c, null
+    if null is not None:  # [nb, n_chunks, P, Bb] -> [n_chunks * P, nb * Bb]
+        null = jnp.moveaxis(null, 0, 2).reshape(null.shape[1] * null.shape[2], -1)
+    return obs.reshape(-1), a.reshape(-1), c.reshape(-1), null
 
 
 def _pvalues(a: np.ndarray, c: np.ndarray, k: int, alternative: str, exact: bool) -> np.ndarray:
