@@ -71,8 +71,10 @@ def _splitmix64(z: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=8)
 def _random_permutations(n: int, k: int, seed: int) -> np.ndarray:
     """K random permutations of ``range(n)`` as int32 ``[k, n]`` (cached per n, k, seed)."""
-    rng = np.random.default_rng([seed, n, 0x5EED])
-    perms = rng.permuted(np.broadcast_to(np.arange(n, dtype=np.int32), (k, n)), axis=1)
+    # argsort of i.i.d. float64 keys is a uniform permutation (ties have probability ~n^2 2^-54) and is
+    # 1.5x faster than Generator.permuted; SFC64 is numpy's fastest bit generator.
+    rng = np.random.Generator(np.random.SFC64(np.random.SeedSequence([seed, n, 0x5EED])))
+    perms = np.argsort(rng.random((k, n)), axis=1).astype(np.int32)
     perms.setflags(write=False)
     return perms
 
@@ -160,11 +162,15 @@ def _epg_kernel(
         a_np, b_np, mag = pairs
         coef_np = c_np * mag
 
+        lower = np.tril_indices(n)  # row hi*(hi+1)/2 + lo holds |y_hi - y_lo| (half the table, hotter cache)
+
         def prepare(yt: Array) -> Array:
-            return jnp.abs(yt[:, None, :] - yt[None, :, :]).reshape(n * n, yt.shape[1])
+            return jnp.abs(yt[:, None, :] - yt[None, :, :])[lower[0], lower[1]]
 
         def kernel(table: Array, perms: Array, params: Any, per_curve: Array) -> Array:
-            rows = perms[:, a_np] * n + perms[:, b_np]  # [P, N] composed pair indices
+            pa, pb = perms[:, a_np], perms[:, b_np]
+            hi, lo = jnp.maximum(pa, pb), jnp.minimum(pa, pb)
+            rows = hi * (hi + 1) // 2 + lo  # [P, N] composed pair indices
             coef = jnp.asarray(coef_np, table.dtype)
             return jnp.sum(table[rows] * coef[None, :, None], axis=1)
 
@@ -440,7 +446,7 @@ def _pad_rows(a: np.ndarray, rows: int, fill: Any) -> np.ndarray:
 
 def _blocks(n_curves: int, n: int, itemsize: int, n_devices: int, uses_table: bool) -> tuple[int, int]:
     """(curves per block, blocks per device call). Blocks are scanned one after the other, so each block's
-    pairwise table ``[N*N, Bb]`` stays small and hot; a call holds at most CURVE_CHUNK curves per device."""
+    pairwise table ``[N(N+1)/2, Bb]`` stays small and hot; a call holds at most CURVE_CHUNK curves per device."""
     per_call = max(1, min(n_curves, CURVE_CHUNK, -(-n_curves // n_devices)))
     limit = BLOCK_CURVES
     if uses_table:
