@@ -6,13 +6,13 @@ The paper insists on looking at the interventions before trusting any score; thi
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from epg_core import InterventionSequence
+from epg_core._atomic import atomic_path
 
 __all__ = ["steps_to_show", "contact_sheet_image", "write_contact_sheet"]
 
@@ -84,13 +84,6 @@ def write_contact_sheet(
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet = contact_sheet_image(sequence, n=n, thumb=thumb, columns=columns)
-    fd, tmp = tempfile.mkstemp(prefix=f"{out.name}.tmp-", suffix=".png", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         sheet.save(tmp, format="PNG")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the PNG the usual permissions
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return out

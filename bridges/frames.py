@@ -77,13 +77,15 @@ def load_image(
         raise ValueError(f"image mode must be RGB, RGBA or L, got {mode!r}")
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"image file does not exist: {p}")
+        raise ValueError(f"{p}: image file not found")
     try:
         with Image.open(p) as im:
             im.load()
             pic = _to_rgb(im) if mode == "RGB" else im.convert(mode)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ValueError(f"cannot read image {p}: {type(exc).__name__}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        reason = "cannot identify image format" if isinstance(exc, UnidentifiedImageError) else \
+            (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise ValueError(f"{p}: not an image file ({reason})") from None
     wh = _size(size)
     if wh is not None and pic.size != wh:
         pic = pic.resize(wh, Image.Resampling.BICUBIC)

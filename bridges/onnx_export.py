@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ import numpy as np
 import onnx
 import torch
 from torch import nn
+
+from epg_core._atomic import write_bytes_atomic
 
 from .runner import ModelSpec, Preprocessing, make_session, write_spec
 
@@ -144,7 +145,7 @@ def export_onnx(
                      info={**dict(info or {}), "max_abs_diff_vs_torch": diff, "atol": atol,
                            "exporter": f"torch {torch.__version__} dynamo, optimize=False",
                            "opset": _opset(proto)})
-    _write_atomic(path, data)
+    write_bytes_atomic(path, data)
     return ExportResult(onnx_path=path, spec_path=write_spec(path, spec), max_abs_diff=diff, spec=spec)
 
 
@@ -152,15 +153,3 @@ def _opset(proto: onnx.ModelProto) -> int:
     return next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

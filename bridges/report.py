@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np  # noqa: E402
 
 import epg_core as E  # noqa: E402
 from epg_core import OutputsBlock, ScoreOptions  # noqa: E402
+from epg_core._atomic import atomic_path, write_bytes_atomic  # noqa: E402
 from epg_core._scoring import resolve_target  # noqa: E402
 
 __all__ = ["build_report"]
@@ -29,14 +29,11 @@ __all__ = ["build_report"]
 
 def _save(fig: plt.Figure, path: Path) -> Path:
     """Save a figure atomically (temporary file renamed into place)."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 
@@ -150,12 +147,7 @@ def _html(out_dir: Path, sections: list[tuple[str, list[Path]]], rows: list[dict
             parts.append(f"<h2>{html.escape(title)}</h2>")
             parts += [f"<img src='{html.escape(p.name)}' alt='{html.escape(p.stem)}'>" for p in images]
     parts += [f"<h2>Scores</h2><table><tr>{head}</tr>{body}</table>{more}</body></html>"]
-    path = out_dir / "index.html"
-    fd, tmp = tempfile.mkstemp(prefix="index.html.", dir=out_dir)
-    with os.fdopen(fd, "w") as fh:
-        fh.write("\n".join(parts))
-    os.replace(tmp, path)
-    return path
+    return write_bytes_atomic(out_dir / "index.html", "\n".join(parts).encode("utf-8"))
 
 
 def build_report(

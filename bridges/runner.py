@@ -10,7 +10,6 @@ import functools
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,9 +19,12 @@ import h5py
 import numpy as np
 import onnx
 import onnxruntime as ort
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from epg_core import InterventionSequence, iter_intervention_images, read_interventions
+from epg_core._atomic import write_bytes_atomic
+
+from .frames import load_image
 
 __all__ = [
     "OUTPUT_KINDS",
@@ -160,7 +162,7 @@ def spec_path(model_path: str | os.PathLike[str]) -> Path:
 def write_spec(model_path: str | os.PathLike[str], spec: ModelSpec) -> Path:
     """Write the spec JSON beside the model, atomically."""
     target = spec_path(model_path)
-    _atomic_write_bytes(target, (json.dumps(spec.to_dict(), indent=2) + "\n").encode())
+    write_bytes_atomic(target, (json.dumps(spec.to_dict(), indent=2) + "\n").encode())
     return target
 
 
@@ -175,37 +177,7 @@ def read_spec(model_path: str | os.PathLike[str]) -> ModelSpec | None:
         raise ValueError(f"{target}: invalid model spec ({str(exc).splitlines()[0]})") from None
 
 
-def _atomic_write_bytes(target: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``target``, fsync, rename into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{target.name}.tmp-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # --------------------------------------------------------------------------- images
-
-
-def load_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as uint8 RGB ``[H, W, 3]``; a file that is not an image is a one-line ValueError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: image file not found")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        reason = "cannot identify image format" if isinstance(exc, UnidentifiedImageError) else \
-            (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        raise ValueError(f"{path}: not an image file ({reason})") from None
 
 
 # --------------------------------------------------------------------------- providers and sessions

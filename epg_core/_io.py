@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +20,8 @@ from typing import Any
 
 import h5py
 import numpy as np
+
+from epg_core._atomic import atomic_path as _atomic_target
 
 __all__ = [
     "INTERVENTIONS_FORMAT",
@@ -216,46 +216,6 @@ def _read_attrs(obj: h5py.HLObject, skip: Iterable[str] = ()) -> dict[str, Any]:
             value = value.tolist()
         out[key] = value
     return out
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist a rename (best effort: not every platform can open a directory)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def _atomic_target(path: Path, *, copy_existing: bool) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success fsync it and ``os.replace`` it onto ``path``.
-
-    With ``copy_existing`` the temporary file starts as a copy of ``path`` (for in-place style edits).
-    On any exception the temporary file is removed and ``path`` is untouched.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f"{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        if copy_existing:
-            shutil.copyfile(path, tmp)
-        else:
-            tmp.unlink()  # h5py creates it afresh
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _open_checked(path: Path, expected: str, mode: str = "r") -> h5py.File:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from epg_core._atomic import atomic_path
 from epg_core._fdr import fdr
 from epg_core._io import OutputsBlock, list_outputs, read_outputs
 from epg_core._permutation import permutation_test
@@ -190,18 +190,8 @@ def _finish(rows: list[dict[str, Any]], opts: ScoreOptions) -> list[dict[str, An
 
 def write_scores_csv(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> Path:
     """Write the scores table as CSV, atomically (temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else list(SCORE_COLUMNS))
-            writer.writeheader()
-            writer.writerows(rows)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else list(SCORE_COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+    return Path(path)

@@ -113,8 +113,8 @@ def test_edit_writes_the_original_plus_one_image_per_scale(photo: Path, tiny_mod
 def test_bad_inputs_give_one_line_errors_and_exit_code_1(photo: Path, tiny_model: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
-    assert "cannot read image" in _one_line_error(_run("intervene", "synthetic", bad, "--kind", "hue", "-q"))
-    assert "does not exist" in _one_line_error(_run("intervene", "synthetic", tmp_path / "nope.png", "--kind", "hue"))
+    assert "not an image file" in _one_line_error(_run("intervene", "synthetic", bad, "--kind", "hue", "-q"))
+    assert "image file not found" in _one_line_error(_run("intervene", "synthetic", tmp_path / "nope.png", "--kind", "hue"))
     (tmp_path / "empty").mkdir()
     assert "no image files" in _one_line_error(_run("intervene", "frames", tmp_path / "empty", "-q"))
     frames = tmp_path / "frames"
