@@ -172,3 +172,26 @@ def test_memory_is_bounded_by_the_chunk_size() -> None:
     p = _permutation._perm_chunk(92, bc, 4, 1, 10_000)
     assert p * 92 * bc * 4 <= max(_permutation.CHUNK_BYTES, 92 * bc * 4)
     assert p < 10_000
+
+
+def test_sharding_over_several_devices_gives_the_same_result() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import jax, numpy as np, epg_core as E; "
+        "y = np.random.default_rng(30).normal(size=(301, 40)); "
+        "r = E.permutation_test(y, n_permutations=999, seed=4); "
+        "print(len(jax.devices())); print(repr(r.pvalue.tolist())); print(repr(r.statistic.tolist()))"
+    )
+
+    def run(n_devices: int) -> list[str]:
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}", "JAX_PLATFORMS": "cpu"}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.splitlines()
+
+    one, two = run(1), run(2)
+    assert one[0] == "1" and two[0] == "2"
+    assert one[1:] == two[1:]
