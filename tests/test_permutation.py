@@ -194,4 +194,5 @@ def test_sharding_over_several_devices_gives_the_same_result() -> None:
 
     one, two = run(1), run(2)
     assert one[0] == "1" and two[0] == "2"
-    assert one[1:] == two[1:]
+    assert one[1] == two[1]  # identical p-values
+    np.testing.assert_allclose(eval(one[2]), eval(two[2]), rtol=1e-6)  # summation order may differ by ulps
