@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,7 @@ def _curves_table(n_permutations: int, alternative: str, alpha: float, seed: int
 @click.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("epg-out/demo"),
               show_default=True, help="Folder for every file the demo writes.")
-@click.option("--quick", is_flag=True, help="Smaller data, fewer steps and 2,000 shuffles (about 20 s).")
+@click.option("--quick", is_flag=True, help="Smaller data set, fewer epochs, images and steps (about 15 s).")
 @click.option("--curves-only", is_flag=True, help="Only the Fig. 9 example curves, no models.")
 @click.option("--reference", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run with the paper's ConvMixer checkpoints and photos (the propgrad reference folder).")
@@ -167,8 +168,7 @@ def demo(out_dir: Path, quick: bool, curves_only: bool, reference: Path | None, 
     if curves_only:
         return
     base = DemoConfig.quick() if quick else DemoConfig()
-    cfg = DemoConfig(**{**base.__dict__, "seed": seed, "threads": threads,
-                        "n_permutations": n_permutations if n_permutations != 10_000 else base.n_permutations})
+    cfg = dataclasses.replace(base, seed=seed, threads=threads, n_permutations=n_permutations)
     say = (lambda _m: None) if quiet else (lambda m: click.echo(f"  .. {m}", err=True))
     click.echo("")
     if reference is not None:

@@ -340,9 +340,9 @@ def _kernel_setup(
     raise ValueError(f"unknown statistic {statistic!r}; use 'epg', 'pearson' or a callable f(y, x)")
 
 
-def _perm_chunk(n: int, n_curves: int, itemsize: int, taps: int, k: int) -> int:
+def _perm_chunk(n: int, n_curves: int, itemsize: int, k: int) -> int:
     """Permutations per scan step so that the [P, N, Bb] intermediate stays under CHUNK_BYTES."""
-    per_perm = max(1, n * max(taps, 1) * n_curves * itemsize)
+    per_perm = max(1, n * n_curves * itemsize)
     return int(max(1, min(k, CHUNK_BYTES // per_perm, 1024)))
 
 
@@ -400,7 +400,7 @@ def permutation_test(
     itemsize = np.dtype(dtype).itemsize
     bb, nb = _blocks(n_curves, n, itemsize, len(devices), setup.prepare is not _identity)
     bc = bb * nb
-    p = _perm_chunk(n, bb, itemsize, 1, k)
+    p = _perm_chunk(n, bb, itemsize, k)
     n_chunks = -(-k // p)
     padded = np.concatenate([perms, np.broadcast_to(np.arange(n, dtype=np.int32), (n_chunks * p - k, n))])
     chunks_host = padded.reshape(n_chunks, p, n)

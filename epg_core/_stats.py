@@ -89,10 +89,9 @@ def flip_points(
         if outputs.ndim < 2:
             raise ValueError(f"flips needs a class axis and a step axis, got shape {outputs.shape}")
         labels = jnp.argmax(outputs, axis=class_axis)
-        step = step_axis if step_axis < 0 else step_axis
         # after removing the class axis, the step axis index may shift
         ca = class_axis % outputs.ndim
-        sa = step % outputs.ndim
+        sa = step_axis % outputs.ndim
         if ca == sa:
             raise ValueError("class_axis and step_axis must differ")
         sa = sa - 1 if ca < sa else sa

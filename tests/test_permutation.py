@@ -168,10 +168,22 @@ def test_callable_statistic_and_options() -> None:
 
 def test_memory_is_bounded_by_the_chunk_size() -> None:
     # 1,616 curves x 10,000 shuffles x 92 steps would be 5.9 GB in float32 if allocated at once.
-    bc = min(1616, _permutation.CURVE_CHUNK)
-    p = _permutation._perm_chunk(92, bc, 4, 1, 10_000)
-    assert p * 92 * bc * 4 <= max(_permutation.CHUNK_BYTES, 92 * bc * 4)
-    assert p < 10_000
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, numpy as np, epg_core as E; "
+        "y = np.random.default_rng(0).normal(size=(1616, 92)).astype(np.float32); "
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+        "r = E.permutation_test(y); r = E.permutation_test(y, alternative='centered'); "
+        "print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, float(r.pvalue.mean()))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    before_kb, peak_kb, mean_p = out.stdout.split()
+    assert int(peak_kb) < 1_000_000, f"peak RSS {int(peak_kb) / 1e3:.0f} MB"
+    assert 0.3 < float(mean_p) < 0.7  # white noise: p-values centred on 1/2
+    assert _permutation._perm_chunk(92, 128, 4, 10_000) * 92 * 128 * 4 <= _permutation.CHUNK_BYTES
 
 
 def test_sharding_over_several_devices_gives_the_same_result() -> None:
