@@ -193,7 +193,18 @@ def two_sided_pvalue(null: np.ndarray, obs: np.ndarray, k: int) -> np.ndarray:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+    """Peak resident set size of this process so far, in MB.
+
+    Linux: ``VmHWM`` of /proc/self/status (``ru_maxrss`` survives exec, so a child would report its
+    parent's peak if that was larger); elsewhere ``ru_maxrss`` (bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024
 
