@@ -1,16 +1,19 @@
-# Two set-up commands for a fresh machine: `make demo` (main job) and `make test` (test suite).
-# Each creates .venv and installs the project (and its test extras) on first use.
+# Set-up commands for a fresh machine: `make demo` (main job), `make test` (test suite), `make lint`.
+# Each creates .venv and installs the project with every extra (and the test tools) on first use, with the
+# exact versions of the development machine from constraints.txt (torch 2.13.0 CPU).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PIP_INSTALL := $(BIN)/python -m pip install -q -c constraints.txt
+LINT_PATHS := epg_core bridges cli bench tests
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-fast lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(PIP_INSTALL) -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -18,6 +21,17 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
+
+# pyright resolves epg_bridges and epg_cli (package-dir bridges/ and cli/) through links under build/pyright.
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	mkdir -p build/pyright
+	ln -sfn ../../bridges build/pyright/epg_bridges
+	ln -sfn ../../cli build/pyright/epg_cli
+	$(BIN)/pyright $(LINT_PATHS)
 
 bench: $(STAMP)
 	$(BIN)/epg bench --quick

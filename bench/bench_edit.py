@@ -2,7 +2,7 @@
 
     python bench/bench_edit.py [--quick] [--json PATH] [--real-size] [--device cuda]
 
-Default: the tiny random pipeline of ``epg_bridges.editing.tiny_random_pipeline`` on the CPU. ``--real-size``
+Default: the tiny random pipeline of ``epg_bridges.testing.tiny_random_pipeline`` on the CPU. ``--real-size``
 builds a random-weight pipeline with Stable Diffusion 1.5 / InstructPix2Pix dimensions (860M-parameter UNet,
 512x512 images, fp16 on CUDA) — meant for a GPU machine. Both variants produce the same N edits; the table
 reports wall time, time per edit, the speed-up of the batched loop over the per-scale loop, and the largest
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from epg_bridges.editing import _quiet_libraries  # noqa: PLC2701 (private helper of this project: silence loaders)
-from epg_bridges.editing import pix2pix_sweep, select_device, tiny_random_pipeline, tiny_tokenizer
+from epg_bridges.interventions import pix2pix_sweep, quiet_libraries, select_device
+from epg_bridges.testing import tiny_random_pipeline, tiny_tokenizer
 
 PROMPT = "make it a cat"
 IMAGE_GUIDANCE = 1.5
@@ -43,7 +43,7 @@ def _real_size_pipeline(device: torch.device, dtype: torch.dtype) -> Any:
 
     tokenizer = tiny_tokenizer()
     torch.manual_seed(0)
-    with _quiet_libraries(), torch.device(device):
+    with quiet_libraries(), torch.device(device):
         unet = UNet2DConditionModel(
             sample_size=64, in_channels=8, out_channels=4, layers_per_block=2,
             block_out_channels=(320, 640, 1280, 1280),
@@ -53,8 +53,8 @@ def _real_size_pipeline(device: torch.device, dtype: torch.dtype) -> Any:
         )
         vae = AutoencoderKL(
             in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512,
-            block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,  # pyright: ignore[reportArgumentType]
+            up_block_types=("UpDecoderBlock2D",) * 4,  # pyright: ignore[reportArgumentType]
         )
         text_encoder = CLIPTextModel(CLIPTextConfig(
             hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
@@ -63,9 +63,10 @@ def _real_size_pipeline(device: torch.device, dtype: torch.dtype) -> Any:
         ))
         pipe = StableDiffusionInstructPix2PixPipeline(
             vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-            scheduler=EulerAncestralDiscreteScheduler(beta_start=0.00085, beta_end=0.012,
+            scheduler=EulerAncestralDiscreteScheduler(beta_start=0.00085, beta_end=0.012,  # pyright: ignore[reportArgumentType]
                                                       beta_schedule="scaled_linear"),
-            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+            safety_checker=None, feature_extractor=None,  # pyright: ignore[reportArgumentType]
+            requires_safety_checker=False,
         )
         pipe = pipe.to(device=device, dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
@@ -140,9 +141,12 @@ def run_benchmark(
         r["per_edit"] = r["seconds"] / n_scales
     return {
         "pipeline": "random SD-1.5-size InstructPix2Pix" if real_size else "tiny random InstructPix2Pix",
-        "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor()
-        or platform.machine(), "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads(),
-        "image": f"{size}x{size}", "n_scales": n_scales, "steps": steps, "repeats": repeats, "torch": torch.__version__, "rows": rows,
+        "device": str(dev),
+        "device_name": (torch.cuda.get_device_name(dev) if dev.type == "cuda"
+                        else platform.processor() or platform.machine()),
+        "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads(),
+        "image": f"{size}x{size}", "n_scales": n_scales, "steps": steps, "repeats": repeats,
+        "torch": torch.__version__, "rows": rows,
     }
 
 
@@ -160,7 +164,7 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sweep (8 scales x 4 steps), ~1 minute on CPU")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     parser.add_argument("--real-size", action="store_true", help="SD-1.5-size random pipeline (for a GPU)")

@@ -1,7 +1,7 @@
 """Benchmark of the model bridge on the paper's ConvMixer at 128x128 (issue 4).
 
 Measures (one run, this machine):
-1. sweep throughput: ``epg_bridges.sweep.sweep`` (one export, then weight swap per checkpoint) against a
+1. sweep throughput: ``epg_bridges.models.sweep`` (one export, then weight swap per checkpoint) against a
    loop that re-exports every checkpoint (load, build, ``torch.onnx.export``, new ORT session, run, store);
 2. inference: ONNX Runtime against torch eager, images per second at batch 1 and batch 16.
 
@@ -28,16 +28,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from epg_bridges.models import build_model, conv_mixer, load_checkpoint
-from epg_bridges.onnx_export import export_model
-from epg_bridges.runner import OnnxRunner, Preprocessing, select_provider
-from epg_bridges.sweep import sweep
+from epg_bridges.models import (
+    OnnxRunner,
+    Preprocessing,
+    build_model,
+    conv_mixer,
+    export_model,
+    load_checkpoint,
+    select_provider,
+    sweep,
+)
 from epg_core import InterventionSequence, OutputsBlock, set_checkpoint_outputs, write_interventions, write_outputs
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "propgrad"
 REFERENCE_CKPT = REFERENCE / "checkpoints" / "cats-vs-dogs" / "convmixer_unbiased.pth"
 PARAS = {"dim": 256, "depth": 8, "kernel_size": 7, "patch_size": 5, "n_classes": 2, "in_channels": 3}
-PREP = Preprocessing(size=(128, 128), mean=(0.5,) * 3, std=(0.5,) * 3)
+PREP = Preprocessing(size=(128, 128), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
 def _base_state() -> tuple[dict[str, torch.Tensor], str]:
@@ -93,7 +99,7 @@ def bench_sweeps(folder: Path, n_ckpt: int, n_images: int, threads: int) -> dict
 
 def _reexport_loop(paths: list[Path], inputs: Path, out: Path, threads: int) -> float:
     """The naive sweep: a fresh export and session per checkpoint; returns max |difference| to the swap sweep."""
-    from epg_bridges.runner import collect_inputs
+    from epg_bridges.models import collect_inputs
     from epg_core import read_outputs
 
     x = collect_inputs([inputs]).preprocessed("bench", PREP)
@@ -133,11 +139,11 @@ def bench_inference(threads: int, min_seconds: float) -> dict[str, float]:
         x = PREP.random_batch(batch, seed=batch)
         xt = torch.from_numpy(x)
 
-        def eager() -> None:
+        def eager(xt: torch.Tensor = xt) -> None:
             with torch.inference_mode():
                 model(xt)
 
-        found[f"ort_b{batch}_img_s"] = _images_per_second(lambda: runner.raw(x), batch, min_seconds)
+        found[f"ort_b{batch}_img_s"] = _images_per_second(lambda x=x: runner.raw(x), batch, min_seconds)
         found[f"torch_b{batch}_img_s"] = _images_per_second(eager, batch, min_seconds)
         with torch.inference_mode():
             found[f"max_diff_b{batch}"] = float(np.max(np.abs(runner.raw(x) - model(xt).numpy())))
@@ -171,7 +177,7 @@ def _table(sw: dict[str, float], inf: dict[str, float], meta: dict[str, Any]) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer checkpoints, images and repetitions")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads for torch and ORT")

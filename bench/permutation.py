@@ -77,501 +77,29 @@ import math
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-SCIPY_BATCH = 16
-DATA_SEED = 20260101
-IMPLS: tuple[str, ...] = ("authors", "scipy_curve", "scipy_batch", "epg32", "epg64")
-IMPL_LABELS = {
-    "authors": "authors' loop (np.random.permutation + np.gradient)",
-    "scipy_curve": "scipy.stats.permutation_test, one call per curve",
-    "scipy_batch": f"scipy.stats.permutation_test, one call, batch={SCIPY_BATCH}",
-    "epg32": "epg_core float32",
-    "epg64": "epg_core float64",
-    "bound": "compute lower bound (fused stencil kernel, float32)",
-}
-ERRCORR_LABELS = {
-    "epg_core": "epg_core (shared permutations + per-curve relabelling)",
-    "shared": "shared permutations, no relabelling (numpy)",
-    "independent": "independent permutations per curve (numpy)",
-    "epg_core_exact_duplicates": "epg_core, exact-duplicate neighbours",
-}
-
-
-@dataclass(frozen=True)
-class Case:
-    """One benchmark case: ``n_curves`` curves of ``n_steps`` steps, ``n_permutations`` shuffles each."""
-
-    name: str
-    n_curves: int
-    n_steps: int
-    n_permutations: int = 10_000
-    label: str = ""
-
-    def spec(self) -> str:
-        return f"{self.name}:{self.n_curves}:{self.n_steps}:{self.n_permutations}"
-
-    @property
-    def title(self) -> str:
-        return self.label or f"{self.name}: {self.n_curves:,} x {self.n_steps}"
-
-    @classmethod
-    def parse(cls, text: str) -> Case:
-        """A case name (``one``, ``sweep``, ``rotation``) or ``name:curves:steps:shuffles``."""
-        if text in CASES:
-            return CASES[text]
-        try:
-            name, b, n, k = text.split(":")
-            return cls(name, int(b), int(n), int(k))
-        except ValueError:
-            raise ValueError(f"unknown case {text!r}: use {', '.join(CASES)} or name:curves:steps:shuffles") from None
-
-
-CASES: dict[str, Case] = {
-    "one": Case("one", 1, 101, label="(a) one curve, N=101"),
-    "sweep": Case("sweep", 1616, 101, label="(b) sweep 1,616 x 101"),
-    "rotation": Case("rotation", 30, 360, label="(c) 30 x 360"),
-}
-
-
-@dataclass(frozen=True)
-class ErrCorrSpec:
-    """Size of the error-correlation experiment: curves (even), steps (exact enumeration), shuffles."""
-
-    n_curves: int = 2000
-    n_steps: int = 8
-    n_permutations: int = 2000
-
-    def spec(self) -> str:
-        return f"errcorr:{self.n_curves}:{self.n_steps}:{self.n_permutations}"
-
-
-ERRCORR_FULL = ErrCorrSpec(2000, 8, 2000)
-ERRCORR_QUICK = ErrCorrSpec(400, 7, 1000)
-
-
-# --------------------------------------------------------------------------------------------------
-# Shared helpers
-
-
-def make_curves(n_curves: int, n_steps: int, seed: int = DATA_SEED) -> np.ndarray:
-    """Seeded synthetic curves ``[B, N]`` (float64): logistic effects of random size plus noise."""
-    rng = np.random.default_rng([seed, n_curves, n_steps])
-    t = np.linspace(0.0, 1.0, n_steps)
-    amp = rng.uniform(0.0, 1.0, n_curves) * (np.arange(n_curves) % 5 >= 2)  # 40 % pure noise, curve 0 too
-    centre = rng.uniform(0.2, 0.8, n_curves)
-    width = rng.uniform(0.03, 0.3, n_curves)
-    noise = rng.uniform(0.02, 0.3, n_curves)
-    effect = amp[:, None] / (1.0 + np.exp(-(t[None, :] - centre[:, None]) / width[:, None]))
-    return effect + noise[:, None] * rng.standard_normal((n_curves, n_steps))
-
-
-def epg_numpy(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """The paper's statistic, ``mean(|np.gradient(x)|)`` along ``axis`` (scipy's vectorized form)."""
-    return np.mean(np.abs(np.gradient(x, axis=axis)), axis=axis)
-
-
-def two_sided_pvalue(null: np.ndarray, obs: np.ndarray, k: int) -> np.ndarray:
-    """scipy's two-sided Monte-Carlo p-value from a null ``[..., K]`` (relative tie tolerance 100 eps)."""
-    obs = np.asarray(obs, dtype=np.float64)
-    gamma = np.abs(100 * np.finfo(np.float64).eps * obs)
-    less = np.sum(null <= (obs + gamma)[..., None], axis=-1)
-    greater = np.sum(null >= (obs - gamma)[..., None], axis=-1)
-    return np.minimum(1.0, 2.0 * np.minimum((less + 1) / (k + 1), (greater + 1) / (k + 1)))
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB.
-
-    Linux: ``VmHWM`` of /proc/self/status (``ru_maxrss`` survives exec, so a child would report its
-    parent's peak if that was larger); elsewhere ``ru_maxrss`` (bytes on macOS).
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024
-
-
-def repeat(fn: Callable[[], Any], n_min: int, n_max: int, budget_s: float) -> list[float]:
-    """Wall times of ``fn()``: at least ``n_min`` runs, then more (up to ``n_max``) while within the budget."""
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < n_max and (len(times) < n_min or time.perf_counter() - start < budget_s):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def agreement_z(pa: Sequence[float], ka: int, pb: Sequence[float], kb: int) -> float:
-    """Largest |p_a - p_b| over curves in units of the Monte-Carlo standard error of the difference."""
-    pa, pb = np.asarray(pa, np.float64), np.asarray(pb, np.float64)
-    n = min(pa.size, pb.size)
-    if n == 0:
-        return float("nan")
-    pa, pb = pa[:n], pb[:n]
-    pbar = np.clip(0.5 * (pa + pb), 1.0 / (max(ka, kb) + 1), 1.0)
-    se = np.sqrt(pbar * (2.0 - pbar) * (1.0 / ka + 1.0 / kb))
-    return float(np.max(np.abs(pa - pb) / se))
-
-
-def max_z_bound(n: int, level: float = 0.99) -> float:
-    """``level`` quantile of the largest of ``n`` independent |N(0, 1)| (Sidak)."""
-    from statistics import NormalDist
-
-    tail = 1.0 - level ** (1.0 / max(n, 1))
-    return NormalDist().inv_cdf(1.0 - tail / 2.0)
-
-
-# --------------------------------------------------------------------------------------------------
-# Implementations (each runs in a subprocess: ``--one CASE IMPL``)
-
-
-def run_authors(case: Case, quick: bool) -> dict[str, Any]:
-    """The authors' reference loop on a subset, extrapolated linearly to all curves and shuffles."""
-    y = make_curves(case.n_curves, case.n_steps)
-    n_sub = 1 if quick else min(case.n_curves, 3)
-    k_sub = min(case.n_permutations, 1000) if quick else case.n_permutations
-    base = peak_rss_mb()
-    out: dict[str, Any] = {}
-
-    def work() -> None:
-        np.random.seed(0)
-        pv, pc = [], []
-        for b in range(n_sub):
-            curve = y[b]
-            stats = []
-            for _ in range(k_sub):
-                p = np.random.permutation(curve)
-                stats.append(np.mean(np.abs(np.gradient(p))))
-            null = np.asarray(stats)
-            obs = np.mean(np.abs(np.gradient(curve)))
-            pv.append(float(two_sided_pvalue(null, obs, k_sub)))
-            m = null.mean()
-            pc.append(float(np.sum(np.abs(null - m) >= np.abs(obs - m)) / k_sub))
-        out["pvalues"], out["pvalues_centered"] = pv, pc
-
-    times = repeat(work, 1, 5, 0.5 if quick else 3.0)
-    scale = (case.n_curves / n_sub) * (case.n_permutations / k_sub)
-    full = n_sub == case.n_curves and k_sub == case.n_permutations
-    note = (f"median of {len(times)}" if full else
-            f"extrapolated from {n_sub:,} curve{'s' if n_sub > 1 else ''} x {k_sub:,} shuffles"
-            + (f" (median of {len(times)})" if len(times) > 1 else ""))
-    return dict(time_s=statistics.median(times) * scale, times_s=times, extrapolated=not full,
-                measured_curves=n_sub, k=k_sub, note=note, pvalues=out["pvalues"],
-                pvalues_centered=out["pvalues_centered"], base_rss_mb=base, peak_rss_mb=peak_rss_mb())
-
-
-def _scipy_test(y: np.ndarray, k: int, rng: np.random.Generator, batch: int | None = None) -> np.ndarray:
-    from scipy import stats
-
-    res = stats.permutation_test((y,), epg_numpy, permutation_type="pairings", vectorized=True,
-                                 n_resamples=k, alternative="two-sided", axis=-1, rng=rng, batch=batch)
-    return np.atleast_1d(res.pvalue)
-
-
-def run_scipy_curve(case: Case, quick: bool) -> dict[str, Any]:
-    """scipy once per curve; curves until a time budget, the rest extrapolated."""
-    from scipy import stats  # noqa: F401  (import outside the timing)
-
-    y = make_curves(case.n_curves, case.n_steps)
-    k = min(case.n_permutations, 1000) if quick else case.n_permutations
-    budget = 0.5 if quick else 20.0
-    base = peak_rss_mb()
-    _scipy_test(y[0, :8], 10, np.random.default_rng(0))  # warm scipy's lazy imports
-    pv: list[float] = []
-    t0 = time.perf_counter()
-    for b in range(case.n_curves):
-        pv.append(float(_scipy_test(y[b], k, np.random.default_rng([1, b]))[0]))
-        if time.perf_counter() - t0 > budget:
-            break
-    elapsed = time.perf_counter() - t0
-    times = [elapsed]
-    n_done = len(pv)
-    if n_done == case.n_curves and elapsed < budget / 5:  # cheap: repeat the whole loop for a median
-        def again() -> None:
-            for b in range(case.n_curves):
-                _scipy_test(y[b], k, np.random.default_rng([1, b]))
-        times += repeat(again, 1, 4, budget / 2)
-    scale = (case.n_curves / n_done) * (case.n_permutations / k)
-    full = n_done == case.n_curves and k == case.n_permutations
-    parts = []
-    if n_done < case.n_curves:
-        parts.append(f"{n_done:,} of {case.n_curves:,} curves")
-    if k < case.n_permutations:
-        parts.append(f"{k:,} shuffles")
-    note = (f"median of {len(times)}" if full else "extrapolated from " + " x ".join(parts)
-            + (f" (median of {len(times)})" if len(times) > 1 else ""))
-    return dict(time_s=statistics.median(times) * scale, times_s=times, extrapolated=not full,
-                measured_curves=n_done, k=k, note=note, pvalues=pv, base_rss_mb=base,
-                peak_rss_mb=peak_rss_mb())
-
-
-def run_scipy_batch(case: Case, quick: bool) -> dict[str, Any]:
-    """scipy once on the whole (B, N) array, ``batch=SCIPY_BATCH`` (quick: a subset, extrapolated)."""
-    from scipy import stats  # noqa: F401
-
-    y = make_curves(case.n_curves, case.n_steps)
-    n_sub = min(case.n_curves, 64) if quick else case.n_curves
-    k = min(case.n_permutations, 1000) if quick else case.n_permutations
-    base = peak_rss_mb()
-    _scipy_test(y[:2, :8], 10, np.random.default_rng(0), batch=SCIPY_BATCH)
-    out: dict[str, Any] = {}
-
-    def work() -> None:
-        out["p"] = _scipy_test(y[:n_sub], k, np.random.default_rng(2), batch=SCIPY_BATCH)
-
-    times = repeat(work, 1, 5, 0.5 if quick else 3.0)
-    scale = (case.n_curves / n_sub) * (case.n_permutations / k)
-    full = n_sub == case.n_curves and k == case.n_permutations
-    parts = []
-    if n_sub < case.n_curves:
-        parts.append(f"{n_sub:,} of {case.n_curves:,} curves")
-    if k < case.n_permutations:
-        parts.append(f"{k:,} shuffles")
-    runs = f"median of {len(times)}" if len(times) > 1 else "1 run"
-    note = runs if full else "extrapolated from " + " x ".join(parts) + f" ({runs})"
-    return dict(time_s=statistics.median(times) * scale, times_s=times, extrapolated=not full,
-                measured_curves=n_sub, k=k, note=note, pvalues=[float(v) for v in out["p"]],
-                base_rss_mb=base, peak_rss_mb=peak_rss_mb())
-
-
-def run_epg(case: Case, quick: bool, x64: bool, with_bound: bool) -> dict[str, Any]:
-    """epg_core.permutation_test: first call, warm median, call including permutation generation."""
-    import jax
-
-    jax.config.update("jax_enable_x64", x64)
-    import epg_core
-    from epg_core import _permutation as perm_module
-
-    dtype = np.float64 if x64 else np.float32
-    y = make_curves(case.n_curves, case.n_steps).astype(dtype)
-    k = case.n_permutations
-    base = peak_rss_mb()
-    box: dict[str, Any] = {}
-
-    def call(seed: int = 0) -> None:
-        box["r"] = epg_core.permutation_test(y, n_permutations=k, seed=seed)
-
-    t0 = time.perf_counter()
-    call()
-    t_first = time.perf_counter() - t0
-    times = repeat(call, 1 if quick else 5, 5 if quick else 9, 1.5 if quick else 10.0)
-    res = box["r"]  # seed 0
-    clear = getattr(perm_module, "clear_cache", None)
-    gen_times = []
-    for i in range(1 if quick else 3):
-        seed = 0
-        if callable(clear):
-            clear()
-        else:
-            seed = 1000 + i
-        t0 = time.perf_counter()
-        call(seed)
-        gen_times.append(time.perf_counter() - t0)
-    t_gen = statistics.median(gen_times)
-    out = dict(time_s=statistics.median(times), times_s=times, first_call_s=t_first,
-               incl_generation_s=t_gen, incl_generation_times_s=gen_times,
-               compile_s=max(0.0, t_first - t_gen), extrapolated=False, measured_curves=case.n_curves,
-               k=int(res.n_permutations), note=f"median of {len(times)} warm calls",
-               generation_timed_by="clear_cache()" if callable(clear) else "fresh seed",
-               pvalues=[float(v) for v in np.ravel(res.pvalue)], dtype=str(np.asarray(res.statistic).dtype),
-               base_rss_mb=base, peak_rss_mb=peak_rss_mb(), jax_version=jax.__version__,
-               devices=[str(d) for d in jax.devices()],
-               compilation_cache_dir=getattr(jax.config, "jax_compilation_cache_dir", None))
-    if with_bound:
-        out["bound"] = measure_stencil_rate(case.n_steps, quick)
-    return out
-
-
-def _stencil_sum(variant: str, n: int) -> Callable[[Any], Any]:
-    """Kernel ``xs [N, W] -> [W]``: mean over the N steps of |np.gradient stencil| (one-sided edges)."""
-    import jax.numpy as jnp
-    from jax import lax
-
-    def edges(xs: Any) -> Any:
-        return jnp.abs(xs[1] - xs[0]) + jnp.abs(xs[n - 1] - xs[n - 2])
-
-    if variant == "unrolled":
-        def kernel(xs: Any) -> Any:
-            s = jnp.abs(xs[2] - xs[0])
-            for i in range(2, n - 1):
-                s = s + jnp.abs(xs[i + 1] - xs[i - 1])
-            return (edges(xs) + 0.5 * s) * (1.0 / n)
-    else:
-        def kernel(xs: Any) -> Any:
-            def body(i: Any, s: Any) -> Any:
-                hi = lax.dynamic_index_in_dim(xs, i + 1, 0, keepdims=False)
-                lo = lax.dynamic_index_in_dim(xs, i - 1, 0, keepdims=False)
-                return s + jnp.abs(hi - lo)
-            s = lax.fori_loop(1, n - 1, body, jnp.zeros_like(xs[0]), unroll=8)
-            return (edges(xs) + 0.5 * s) * (1.0 / n)
-    return kernel
-
-
-def measure_stencil_rate(n_steps: int, quick: bool) -> dict[str, Any]:
-    """Fastest rate (stencil terms per second) of a fused float32 JAX kernel doing only the arithmetic."""
-    import jax
-    import jax.numpy as jnp
-    from jax import lax
-
-    if n_steps < 3:
-        raise ValueError("the lower-bound kernel needs at least 3 steps")
-    on_cpu = jax.default_backend() == "cpu"
-    variants: tuple[str, ...] = ("unrolled", "fori8") if n_steps <= 160 else ("fori8",)
-    if quick:  # the formulation that was fastest for this N on the development machine
-        variants = variants[:1]
-    if on_cpu:
-        widths = (128, 256) if quick else (64, 128, 256, 512)
-    else:  # accelerators need far wider blocks to fill
-        widths = (1 << 14, 1 << 16) if quick else (1 << 12, 1 << 14, 1 << 16, 1 << 18)
-    target = (3e7 if quick else 2e8) * (1 if on_cpu else 20)
-    reps = 3 if quick else 7
-    rng = np.random.default_rng(0)
-    m = 2  # two blocks: the loop-carried index selects one, so nothing is loop invariant
-    compiled = []
-    for variant in variants:
-        kernel = _stencil_sum(variant, n_steps)
-        for w in widths:
-            x_host = rng.random((m, n_steps, w), dtype=np.float32)
-            x = jnp.asarray(x_host)
-            check = np.asarray(jax.jit(kernel)(x[0]))
-            np.testing.assert_allclose(check, epg_numpy(x_host[0].astype(np.float64), axis=0), rtol=1e-4)
-            inner = max(4, int(target / (n_steps * w)))
-
-            def loop(xb: Any, kernel: Any = kernel, inner: int = inner) -> Any:
-                def body(r: Any, acc: Any) -> Any:
-                    return acc + kernel(lax.dynamic_index_in_dim(xb, r % m, 0, keepdims=False))
-                return lax.fori_loop(0, inner, body, jnp.zeros_like(xb[0, 0]))
-
-            f = jax.jit(loop)
-            f(x).block_until_ready()
-            compiled.append((variant, w, inner, f, x))
-    rates: dict[tuple[str, int], float] = {}
-    for _ in range(1 if quick else 2):  # full: a second pass, in case the machine was busy during the first
-        for variant, w, inner, f, x in compiled:
-            best = math.inf
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                f(x).block_until_ready()
-                best = min(best, time.perf_counter() - t0)
-            rates[variant, w] = max(rates.get((variant, w), 0.0), inner * n_steps * w / best)
-    tried = [dict(variant=v, width=w, rate=r) for (v, w), r in rates.items()]
-    top = max(tried, key=lambda d: d["rate"])
-    return dict(rate_terms_per_s=top["rate"], variant=top["variant"], width=top["width"], tried=tried,
-                backend=jax.default_backend(), n_devices=len(jax.devices()))
-
-
-# --------------------------------------------------------------------------------------------------
-# Error correlation between adjacent curves
-
-
-def _pair_weights(perms: np.ndarray, n: int) -> np.ndarray:
-    """``[P, n*n]`` weights such that ``|y_a - y_b|`` (flattened) times them gives the statistic."""
-    c = np.zeros((perms.shape[0], n * n))
-    rows = np.arange(perms.shape[0])
-
-    def add(a: int, b: int, w: float) -> None:
-        np.add.at(c, (rows, perms[:, a] * n + perms[:, b]), w)
-
-    add(0, 1, 1.0 / n)
-    add(n - 2, n - 1, 1.0 / n)
-    for i in range(1, n - 1):
-        add(i - 1, i + 1, 0.5 / n)
-    return c
-
-
-def exact_pvalues(y: np.ndarray, chunk: int = 250) -> np.ndarray:
-    """Exact two-sided p-values by enumerating all ``N!`` orderings (numpy, float64, ties to 1e-9)."""
-    import itertools
-
-    n = y.shape[1]
-    perms = np.array(list(itertools.permutations(range(n))), dtype=np.int64)  # identity first
-    c = _pair_weights(perms, n)
-    total = perms.shape[0]
-    out = np.empty(y.shape[0])
-    for s in range(0, y.shape[0], chunk):
-        yb = y[s:s + chunk]
-        d = np.abs(yb[:, :, None] - yb[:, None, :]).reshape(yb.shape[0], n * n)
-        t = d @ c.T  # [b, N!]
-        obs = t[:, 0]
-        tol = 1e-9 * np.abs(obs)
-        less = np.sum(t <= (obs + tol)[:, None], axis=1) / total
-        greater = np.sum(t >= (obs - tol)[:, None], axis=1) / total
-        out[s:s + chunk] = np.minimum(1.0, 2.0 * np.minimum(less, greater))
-    return out
-
-
-def _mc_pvalues(y: np.ndarray, perms: np.ndarray) -> np.ndarray:
-    """Monte-Carlo two-sided p-values: ``perms`` is ``[K, N]`` (shared) or ``[B, K, N]`` (per curve)."""
-    k = perms.shape[-2]
-    idx = np.broadcast_to(perms, (y.shape[0],) + perms.shape[-2:])
-    z = np.take_along_axis(y[:, None, :], idx, axis=2)  # [B, K, N]
-    null = epg_numpy(z, axis=-1)
-    obs = epg_numpy(y, axis=-1)
-    tol = 1e-9 * np.abs(obs)
-    less = np.sum(null <= (obs + tol)[:, None], axis=1)
-    greater = np.sum(null >= (obs - tol)[:, None], axis=1)
-    return np.minimum(1.0, 2.0 * np.minimum((less + 1) / (k + 1), (greater + 1) / (k + 1)))
-
-
-def run_errcorr(spec: ErrCorrSpec, quick: bool) -> dict[str, Any]:
-    """Correlation of p-value errors between near-duplicate adjacent curves, per way of drawing shuffles."""
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    import epg_core
-
-    b, n, k = spec.n_curves, spec.n_steps, spec.n_permutations
-    if b % 2 or b < 6:
-        raise ValueError("the error-correlation experiment needs an even number (>= 6) of curves")
-    if math.factorial(n) <= k:
-        raise ValueError("choose N! > K so that the tests are Monte Carlo, not exact")
-    rng = np.random.default_rng([DATA_SEED, 7])
-    base = rng.standard_normal((b // 2, n))
-    near = np.repeat(base, 2, axis=0)
-    near[1::2] += 1e-6 * rng.standard_normal((b // 2, n))
-    dup = np.repeat(base, 2, axis=0)
-    t0 = time.perf_counter()
-    p_exact = exact_pvalues(near)
-    p_exact_dup = np.repeat(p_exact[0::2], 2)
-    t_exact = time.perf_counter() - t0
-
-    shared = rng.permuted(np.broadcast_to(np.arange(n), (k, n)), axis=1)
-    independent = rng.permuted(np.broadcast_to(np.arange(n), (b, k, n)), axis=2)
-    estimates = {
-        "epg_core": (epg_core.permutation_test(near, n_permutations=k, seed=1, exact=False).pvalue, p_exact),
-        "shared": (_mc_pvalues(near, shared), p_exact),
-        "independent": (_mc_pvalues(near, independent), p_exact),
-        "epg_core_exact_duplicates": (
-            epg_core.permutation_test(dup, n_permutations=k, seed=1, exact=False).pvalue, p_exact_dup),
-    }
-    methods = {}
-    for name, (p, ref) in estimates.items():
-        e = np.asarray(p, np.float64).ravel() - ref
-        a, c = e[0::2], e[1::2]
-        rho = float(np.corrcoef(a, c)[0, 1]) if np.std(a) > 0 and np.std(c) > 0 else float("nan")
-        methods[name] = dict(rho=rho, rms_error=float(np.sqrt(np.mean(e * e))), mean_error=float(np.mean(e)))
-    return dict(n_curves=b, n_steps=n, k=k, n_pairs=b // 2, rho_standard_error=1.0 / math.sqrt(b // 2 - 1),
-                exact_enumeration_s=t_exact, methods=methods, peak_rss_mb=peak_rss_mb())
-
+from ._perm_cases import CASES as CASES
+from ._perm_cases import ERRCORR_FULL, ERRCORR_LABELS, ERRCORR_QUICK, REPO_ROOT, SCIPY_BATCH
+from ._perm_cases import IMPL_LABELS as IMPL_LABELS
+from ._perm_cases import IMPLS as IMPLS
+from ._perm_cases import Case as Case
+from ._perm_cases import ErrCorrSpec as ErrCorrSpec
+from ._perm_cases import agreement_z as agreement_z
+from ._perm_cases import epg_numpy as epg_numpy
+from ._perm_cases import max_z_bound as max_z_bound
+from ._perm_errcorr import exact_pvalues as exact_pvalues
+from ._perm_errcorr import run_errcorr
+from ._perm_impls import run_authors, run_epg, run_scipy_batch, run_scipy_curve
 
 # --------------------------------------------------------------------------------------------------
 # Orchestration
@@ -624,6 +152,7 @@ def _run_child(spec: str, impl: str, quick: bool, tmp: Path, log: Callable[[str]
     if busy0 is not None and busy1 is not None:  # CPU time of other processes while this one ran
         own = (own1.ru_utime + own1.ru_stime) - (own0.ru_utime + own0.ru_stime)
         foreign = max(0.0, (busy1 - busy0) - own)
+    result: dict[str, Any]
     if out.is_file():
         result = json.loads(out.read_text())
     else:
@@ -688,7 +217,7 @@ def format_table(results: dict[str, Any]) -> str:
     """The markdown table (one row per case x implementation, then the error-correlation rows)."""
     head = ["case", "implementation", "time [s]", "compile [s]", "incl. perm. gen. [s]", "peak RSS [MB]",
             "vs best scipy", "vs authors", "vs lower bound", "p agreement: max z (99% bound)", "notes"]
-    rows: list[list[str]] = []
+    rows: list[list[Any]] = []
     for cres in results["cases"].values():
         title = cres["case"]["title"]
         derived = cres["derived"]
@@ -776,7 +305,7 @@ def run_benchmark(
         raise ValueError(f"unknown implementation(s) {unknown}; use {', '.join(IMPLS)}")
     if errcorr is True:
         errcorr = ERRCORR_QUICK if quick else ERRCORR_FULL
-    stream = stream or sys.stdout
+    out_stream: TextIO = stream or sys.stdout
 
     def log(msg: str) -> None:
         if not quiet:
@@ -802,16 +331,16 @@ def run_benchmark(
     header = (f"epg bench: shuffle test, {kind}. Times in seconds for all curves with the case's K; "
               f"{results['meta']['machine'].get('cpu', '?')}, {os.cpu_count()} CPUs; "
               f"total {results['meta']['total_s']:.0f} s.")
-    print(header, file=stream)
-    print(file=stream)
-    print(table, file=stream)
-    print(file=stream)
+    print(header, file=out_stream)
+    print(file=out_stream)
+    print(table, file=out_stream)
+    print(file=out_stream)
     print("vs best scipy / vs authors: speed-up (their time / this time). vs lower bound: this time / "
           "bound. p agreement: largest |p - p_ref| / MC standard error of the difference, with the 99% "
           "quantile of the largest of that many |z| in brackets. rho: correlation of p-value errors "
           "between near-duplicate adjacent curves (exact p by enumeration). BUSY: other processes used the "
-          "CPUs during that measurement (from /proc/stat), so its time is pessimistic.", file=stream)
-    stream.flush()
+          "CPUs during that measurement (from /proc/stat), so its time is pessimistic.", file=out_stream)
+    out_stream.flush()
     if json_path is not None:
         Path(json_path).write_text(json.dumps(_jsonable(results), indent=1, allow_nan=False) + "\n")
     results["table"] = table
@@ -832,7 +361,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.permutation", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.permutation", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="~30 s run: smaller K for the baselines, extrapolated")
     parser.add_argument("--json", metavar="PATH", help="write the numbers as JSON")
     parser.add_argument("--case", action="append", choices=sorted(CASES), help="case(s) to run (default: all)")

@@ -14,7 +14,7 @@ from types import ModuleType
 
 import click
 
-from epg_cli._options import DataError, data_errors, quiet_option
+from ._options import DataError, data_errors, quiet_option
 
 _CASES = ("one", "sweep", "rotation")
 

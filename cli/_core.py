@@ -9,8 +9,9 @@ from typing import Any
 
 import click
 
-from epg_cli._options import data_errors, permutation_options, quiet_option, threads_option
-from epg_cli._table import echo_table
+from ._extras import needs_extras
+from ._options import Alternative, data_errors, permutation_options, quiet_option, threads_option
+from ._table import echo_table
 
 
 def register(group: click.Group) -> None:
@@ -27,7 +28,8 @@ def scoring_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option("--spacing", type=click.Choice(["step", "values"]), default="step", show_default=True,
                         help="Unit steps (as in the paper) or the stored property values as the grid.")(func)
     func = click.option("--mean-over-sequences", is_flag=True,
-                        help="Average each model x checkpoint's curves over the sequences first (paper Tables 6-7).")(func)
+                        help="Average each model x checkpoint's curves over the sequences first "
+                             "(paper Tables 6-7).")(func)
     func = click.option("--fdr", "use_fdr", is_flag=True,
                         help="Benjamini-Hochberg across the whole sweep (significant = q <= alpha).")(func)
     return permutation_options(func)
@@ -65,12 +67,16 @@ def score(outputs: Path, target: str | None, spacing: str, mean_over_sequences: 
         epg score outputs.h5 --class cat --fdr
         epg score outputs.h5 --mean-over-sequences --spacing values --permutations 10000
     """
-    import epg_core as E
     from tqdm import tqdm
+
+    import epg_core as E
 
     opts = _score_options(target, spacing, mean_over_sequences, use_fdr, n_permutations, alternative, alpha, seed)
     with tqdm(desc="scoring curves", unit="curve", disable=quiet, leave=False) as bar:
-        rows = E.score_outputs(outputs, opts, progress=bar.update)
+        def tick(n: int) -> None:
+            bar.update(n)
+
+        rows = E.score_outputs(outputs, opts, progress=tick)
     csv_path = csv_path or outputs.with_suffix(".scores.csv")
     E.write_scores_csv(csv_path, rows)
     E.write_scores(outputs, rows)
@@ -93,6 +99,7 @@ def score(outputs: Path, target: str | None, spacing: str, mean_over_sequences: 
 @scoring_options
 @quiet_option
 @data_errors
+@needs_extras("report", "report")
 def report(outputs: Path, out_dir: Path | None, interventions: Path | None, target: str | None, spacing: str,
            mean_over_sequences: bool, use_fdr: bool, n_permutations: int, alternative: str, alpha: float,
            seed: int, quiet: bool) -> None:
@@ -114,10 +121,10 @@ def report(outputs: Path, out_dir: Path | None, interventions: Path | None, targ
     click.echo(f"report: {paths['index']}")
 
 
-def _curves_table(n_permutations: int, alternative: str, alpha: float, seed: int) -> None:
+def _curves_table(n_permutations: int, alternative: Alternative, alpha: float, seed: int) -> None:
     """Part 1 of the demo: the paper's Fig. 9 example curves."""
     import epg_core as E
-    from epg_core._examples import example_curves
+    from epg_core import example_curves
 
     rows = []
     for curve in example_curves():
@@ -146,8 +153,9 @@ def _curves_table(n_permutations: int, alternative: str, alpha: float, seed: int
 @threads_option
 @quiet_option
 @data_errors
+@needs_extras("demo", "torch", "report")
 def demo(out_dir: Path, quick: bool, curves_only: bool, reference: Path | None, n_permutations: int,
-         alternative: str, alpha: float, seed: int, threads: int, quiet: bool) -> None:
+         alternative: Alternative, alpha: float, seed: int, threads: int, quiet: bool) -> None:
     """Run the whole method on a built-in known-bias scenario: no downloads, no files of your own.
 
     Part 1 scores the paper's Fig. 9 example curves. Part 2 generates disks and squares whose background
@@ -162,11 +170,11 @@ def demo(out_dir: Path, quick: bool, curves_only: bool, reference: Path | None, 
         epg demo --quick --out /tmp/demo
         epg demo --reference ../shared/reference/propgrad
     """
-    from epg_bridges.demo import DemoConfig, run_demo, run_reference
-
     _curves_table(n_permutations, alternative, alpha, seed)
     if curves_only:
         return
+    from epg_bridges.demo import DemoConfig, run_demo, run_reference
+
     base = DemoConfig.quick() if quick else DemoConfig()
     cfg = dataclasses.replace(base, seed=seed, threads=threads, n_permutations=n_permutations)
     say = (lambda _m: None) if quiet else (lambda m: click.echo(f"  .. {m}", err=True))

@@ -1,6 +1,6 @@
 """``epg intervene edit|synthetic|frames``: make gradual interventions into an interventions HDF5 file.
 
-Thin wrappers over ``epg_bridges.editing``, ``epg_bridges.synthetic`` and ``epg_bridges.frames``. Each command
+Thin wrappers over ``epg_bridges.interventions`` (diffusion edits, designed edits, frames). Each command
 writes the HDF5 file atomically plus a contact-sheet PNG beside it (same name, ``.png``), then prints the paths
 and a one-row table. Heavy imports (torch, diffusers, jax) happen inside the commands so ``epg --help`` stays fast.
 """
@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from epg_cli._options import data_errors, quiet_option, seed_option, threads_option
+from ._extras import needs_extras
+from ._options import data_errors, quiet_option, seed_option, threads_option
 
 if TYPE_CHECKING:
     from epg_core import InterventionSequence
@@ -74,7 +75,7 @@ def _output_path(output: Path | None, name: str) -> Path:
 
 def _write(name: str, seq: InterventionSequence, output: Path, sheet_steps: int) -> tuple[Path, Path]:
     """Write the interventions file (atomically) and the contact sheet beside it; return both paths."""
-    from epg_bridges.contact_sheet import write_contact_sheet
+    from epg_bridges.interventions import write_contact_sheet
     from epg_core import write_interventions
 
     h5 = write_interventions(output, {name: seq})
@@ -84,7 +85,7 @@ def _write(name: str, seq: InterventionSequence, output: Path, sheet_steps: int)
 
 def _report(name: str, seq: InterventionSequence, paths: tuple[Path, ...]) -> None:
     """Print the produced paths and a one-row table describing the sequence."""
-    from epg_cli._table import echo_table
+    from ._table import echo_table
 
     for p in paths:
         click.echo(f"wrote {p}")
@@ -164,6 +165,7 @@ def intervene() -> None:
 @threads_option
 @quiet_option
 @data_errors
+@needs_extras("intervene edit", "edit")
 def edit_cmd(
     image: Path, instruction: str, model: str, method: str, scales: str | None, n_scales: int, max_scale: float,
     image_guidance: float, steps: int | None, batch_size: int, size: str | None, device: str, skip: float,
@@ -180,8 +182,13 @@ def edit_cmd(
             --size 512 --n-scales 100 --max-scale 15 --batch-size 8 -o epg-out/cat-dark.h5
         epg intervene edit cat.jpg -i "dark background" -m ./sd-v1-5 --method ledits++ --scales 1,2,4,8
     """
-    from epg_bridges.editing import default_guidance_scales, edit_sequence, load_pipeline, validate_scales
-    from epg_bridges.frames import load_image
+    from epg_bridges.interventions import (
+        default_guidance_scales,
+        edit_sequence,
+        load_image,
+        load_pipeline,
+        validate_scales,
+    )
 
     start = 1.0 if method == "instruct-pix2pix" else 0.0
     grid = validate_scales(  # checked before the (slow) model loading
@@ -233,6 +240,7 @@ def edit_cmd(
 @seed_option
 @quiet_option
 @data_errors
+@needs_extras("intervene synthetic", "images")
 def synthetic_cmd(
     image: Path, kind: str, values_text: str | None, start: float | None, stop: float | None, n_steps: int,
     sigma: float, patch_path: Path | None, mask_path: Path | None, position: str | None, fill: str,
@@ -248,8 +256,7 @@ def synthetic_cmd(
     """
     import numpy as np
 
-    from epg_bridges.frames import load_image
-    from epg_bridges.synthetic import KINDS, synthetic_sequence
+    from epg_bridges.interventions import KINDS, load_image, synthetic_sequence
 
     picture = load_image(image, size=_parse_size(size))
     if values_text is not None:
@@ -279,7 +286,7 @@ def synthetic_cmd(
 
 def _load_patch(path: Path) -> Any:
     """A patch as RGBA when its file has a non-trivial alpha channel, else RGB."""
-    from epg_bridges.frames import load_image
+    from epg_bridges.interventions import load_image
 
     rgba = load_image(path, mode="RGBA")
     return rgba if int(rgba[..., 3].min()) < 255 else rgba[..., :3].copy()
@@ -298,6 +305,7 @@ def _load_patch(path: Path) -> Any:
 @_common_output_options
 @quiet_option
 @data_errors
+@needs_extras("intervene frames", "images")
 def frames_cmd(
     folder: Path, values_csv: Path | None, column: str | None, size: str | None, property_name: str | None,
     unit: str | None, output: Path | None, name: str | None, sheet_steps: int, quiet: bool,
@@ -308,7 +316,7 @@ def frames_cmd(
     Example:
         epg intervene frames turntable/ --values angles.csv --property angle --unit deg --size 224
     """
-    from epg_bridges.frames import frames_sequence, list_frames
+    from epg_bridges.interventions import frames_sequence, list_frames
 
     n = len(list_frames(folder))
     with _progress_bar(n, quiet, "frames") as bar:

@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 
 import click
 
-from epg_cli._options import data_errors, quiet_option, threads_option
-from epg_cli._table import format_table
+from ._extras import needs_extras
+from ._options import data_errors, quiet_option, threads_option
+from ._table import format_table
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -106,7 +107,7 @@ def _output_options(func: F) -> F:
 
 def _preprocessing(base: Any, size: Any, mean: Any, std: Any, resize: Any, channel_order: Any) -> Any:
     """``base`` (a Preprocessing, or None for the defaults) with the given options replaced."""
-    from epg_bridges.runner import Preprocessing
+    from epg_bridges.models import Preprocessing
 
     base = base or Preprocessing()
     changes = {k: v for k, v in {"size": size, "mean": mean, "std": std, "resize": resize,
@@ -128,6 +129,7 @@ def _preprocessing(base: Any, size: Any, mean: Any, std: Any, resize: Any, chann
               help="Largest allowed |ONNX Runtime - torch| on a random batch.")
 @threads_option
 @data_errors
+@needs_extras("export", "torch")
 def export_command(checkpoint: str, out: str | None, architecture: str, arch_kwargs: dict[str, Any] | None,
                    size: Any, mean: Any, std: Any, resize: Any, channel_order: Any, classes: list[str] | None,
                    atol: float, threads: int) -> None:
@@ -143,9 +145,7 @@ def export_command(checkpoint: str, out: str | None, architecture: str, arch_kwa
         epg export run/epoch_10.pt --arch mypkg.nets:resnet18 --size 224 \\
             --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
     """
-    from epg_bridges.models import build_model
-    from epg_bridges.onnx_export import export_onnx
-    from epg_bridges.runner import select_provider
+    from epg_bridges.models import build_model, export_onnx, select_provider
 
     model = build_model(architecture, checkpoint, arch_kwargs)
     prep = _preprocessing(None, size, mean, std, resize, channel_order)
@@ -169,6 +169,7 @@ def export_command(checkpoint: str, out: str | None, architecture: str, arch_kwa
 @threads_option
 @quiet_option
 @data_errors
+@needs_extras("predict", "onnx", "torch")
 def predict_command(model: str, inputs: tuple[str, ...], out: str, classes: list[str] | None, output_kind: str,
                     text_embeddings: str | None, model_name: str | None, sequences: tuple[str, ...],
                     batch_size: int, architecture: str, arch_kwargs: dict[str, Any] | None, size: Any, mean: Any,
@@ -184,9 +185,7 @@ def predict_command(model: str, inputs: tuple[str, ...], out: str, classes: list
         epg predict convmixer.onnx interventions.h5 -o outputs.h5
         epg predict convmixer_unbiased.pth cat_001.jpg dog_001.jpg --classes cat,dog
     """
-    from epg_bridges.models import is_onnx_path
-    from epg_bridges.runner import read_spec
-    from epg_bridges.sweep import predict
+    from epg_bridges.models import is_onnx_path, predict, read_spec
 
     spec = read_spec(model) if is_onnx_path(model) else None
     prep = _preprocessing(spec.preprocessing if spec else None, size, mean, std, resize, channel_order)
@@ -216,6 +215,7 @@ def predict_command(model: str, inputs: tuple[str, ...], out: str, classes: list
 @threads_option
 @quiet_option
 @data_errors
+@needs_extras("sweep", "torch")
 def sweep_command(checkpoints: str, inputs: tuple[str, ...], out: str, classes: list[str] | None,
                   output_kind: str, text_embeddings: str | None, model_name: str | None, sequences: tuple[str, ...],
                   batch_size: int, architecture: str, arch_kwargs: dict[str, Any] | None, size: Any, mean: Any,
@@ -232,7 +232,7 @@ def sweep_command(checkpoints: str, inputs: tuple[str, ...], out: str, classes: 
         epg sweep 'runs/convmixer/epoch_*.pth' interventions.h5 -o outputs.h5 --classes cat,dog
         epg sweep checkpoints.txt interventions.h5 --arch mypkg.nets:resnet18 --model-name resnet18
     """
-    from epg_bridges.sweep import sweep
+    from epg_bridges.models import sweep
 
     prep = _preprocessing(None, size, mean, std, resize, channel_order)
     try:

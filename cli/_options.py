@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: Values of ``--alternative`` (click.Choice guarantees one of them).
+Alternative = Literal["two-sided", "less", "greater", "centered"]
 
 
 class DataError(click.ClickException):

@@ -36,7 +36,7 @@ def cli() -> None:
     _enable_compilation_cache()
 
 
-from epg_cli import _bench, _core, _intervene, _models  # noqa: E402  (registration)
+from . import _bench, _core, _intervene, _models  # noqa: E402  (registration)
 
 _core.register(cli)
 _bench.register(cli)

@@ -1,29 +1,93 @@
 """epg_core: expected property gradient magnitudes, shuffle tests and the HDF5 formats (JAX + NumPy only)."""
 
-from epg_core._fornberg import fornberg_weights
-from epg_core._derivative import derivative
-from epg_core._stats import epg, pearson, flips, flip_points
-from epg_core._permutation import PermutationResult, permutation_test
-from epg_core._fdr import FDRResult, fdr
-
-# --- HDF5 formats (epg_core/_io.py) ---
-from epg_core._io import *  # noqa: F401,F403  (explicit list in _io.__all__)
-from epg_core import _io as _io_module
+from epg_core._atomic import atomic_path as atomic_path
+from epg_core._atomic import write_bytes_atomic as write_bytes_atomic
+from epg_core._derivative import derivative as derivative
+from epg_core._examples import ExampleCurve as ExampleCurve
+from epg_core._examples import example_curves as example_curves
+from epg_core._fdr import FDRResult as FDRResult
+from epg_core._fdr import fdr as fdr
+from epg_core._fornberg import fornberg_weights as fornberg_weights
+from epg_core._io import FORMAT_VERSION as FORMAT_VERSION
+from epg_core._io import INTERVENTIONS_FORMAT as INTERVENTIONS_FORMAT
+from epg_core._io import LOCK_TIMEOUT as LOCK_TIMEOUT
+from epg_core._io import MAX_READ_BYTES as MAX_READ_BYTES
+from epg_core._io import OUTPUT_KINDS as OUTPUT_KINDS
+from epg_core._io import OUTPUTS_FORMAT as OUTPUTS_FORMAT
+from epg_core._io import DataError as DataError
+from epg_core._io import EpgError as EpgError
+from epg_core._io import InterventionSequence as InterventionSequence
+from epg_core._io import OutputsBlock as OutputsBlock
+from epg_core._io import StoreError as StoreError
+from epg_core._io import UsageError as UsageError
+from epg_core._io import append_interventions as append_interventions
+from epg_core._io import check_run_options as check_run_options
+from epg_core._io import fold_shards as fold_shards
+from epg_core._io import iter_intervention_images as iter_intervention_images
+from epg_core._io import iter_outputs as iter_outputs
+from epg_core._io import list_outputs as list_outputs
+from epg_core._io import list_sequences as list_sequences
+from epg_core._io import pending_shards as pending_shards
+from epg_core._io import read_interventions as read_interventions
+from epg_core._io import read_outputs as read_outputs
+from epg_core._io import read_run_options as read_run_options
+from epg_core._io import read_scores as read_scores
+from epg_core._io import set_checkpoint_outputs as set_checkpoint_outputs
+from epg_core._io import shard_dir as shard_dir
+from epg_core._io import write_interventions as write_interventions
+from epg_core._io import write_outputs as write_outputs
+from epg_core._io import write_scores as write_scores
+from epg_core._io import write_shard as write_shard
+from epg_core._mi import ksg_mi as ksg_mi
+from epg_core._moments import Moments as Moments
+from epg_core._moments import permutation_moments as permutation_moments
+from epg_core._permutation import PermutationResult as PermutationResult
+from epg_core._permutation import permutation_test as permutation_test
+from epg_core._permutation import use_precision as use_precision
+from epg_core._scoring import SCORE_COLUMNS as SCORE_COLUMNS
+from epg_core._scoring import ScoreOptions as ScoreOptions
+from epg_core._scoring import score_outputs as score_outputs
+from epg_core._scoring import write_scores_csv as write_scores_csv
+from epg_core._scoring_groups import majority_target as majority_target
+from epg_core._stats import epg as epg
+from epg_core._stats import flip_points as flip_points
+from epg_core._stats import flips as flips
+from epg_core._stats import mean_gradient as mean_gradient
+from epg_core._stats import pearson as pearson
 
 __all__ = [
-    "fornberg_weights",
-    "derivative",
-    "epg",
-    "pearson",
-    "flips",
-    "flip_points",
-    "permutation_test",
-    "PermutationResult",
-    "fdr",
-    "FDRResult",
-    *_io_module.__all__,
+    "fornberg_weights", "derivative", "epg", "mean_gradient", "pearson", "flips", "flip_points",
+    "permutation_test", "PermutationResult", "permutation_moments", "Moments", "ksg_mi", "use_precision",
+    "fdr", "FDRResult", "SCORE_COLUMNS", "ScoreOptions", "majority_target", "score_outputs", "write_scores_csv",
+    "atomic_path", "write_bytes_atomic", "example_curves", "ExampleCurve",
+    "EpgError",
+    "UsageError",
+    "DataError",
+    "StoreError",
+    "INTERVENTIONS_FORMAT",
+    "OUTPUTS_FORMAT",
+    "FORMAT_VERSION",
+    "OUTPUT_KINDS",
+    "MAX_READ_BYTES",
+    "LOCK_TIMEOUT",
+    "InterventionSequence",
+    "write_interventions",
+    "append_interventions",
+    "read_interventions",
+    "list_sequences",
+    "iter_intervention_images",
+    "OutputsBlock",
+    "write_outputs",
+    "read_outputs",
+    "iter_outputs",
+    "list_outputs",
+    "read_run_options",
+    "check_run_options",
+    "set_checkpoint_outputs",
+    "write_shard",
+    "fold_shards",
+    "pending_shards",
+    "shard_dir",
+    "write_scores",
+    "read_scores",
 ]
-
-from epg_core._scoring import SCORE_COLUMNS, ScoreOptions, score_outputs, write_scores_csv  # noqa: E402
-
-__all__ += ["SCORE_COLUMNS", "ScoreOptions", "score_outputs", "write_scores_csv"]

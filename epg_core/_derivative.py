@@ -15,7 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from epg_core._fornberg import fornberg_table
+from epg_core._errors import DataError, UsageError
+from epg_core._fornberg import _is_traced, fornberg_table
+from epg_core._typing import HostOrDevice
 
 Scheme = Literal["central", "forward", "backward"]
 
@@ -61,16 +63,16 @@ def stencil_plan(
 def _check_plan_args(n: int, order: int, accuracy: int, edge_accuracy: int, scheme: str) -> None:
     """One-line ValueErrors for options that cannot give a derivative on ``n`` steps."""
     if scheme not in ("central", "forward", "backward"):
-        raise ValueError(f"unknown scheme {scheme!r}; use 'central', 'forward' or 'backward'")
+        raise UsageError(f"unknown scheme {scheme!r}; use 'central', 'forward' or 'backward'")
     if order < 1:
-        raise ValueError(f"derivative order must be >= 1, got {order}")
+        raise UsageError(f"derivative order must be >= 1, got {order}")
     if n < 2:
-        raise ValueError(f"a curve needs at least 2 steps, got {n}")
+        raise DataError(f"a curve needs at least 2 steps, got {n}")
     if accuracy < 1 or edge_accuracy < 1:
-        raise ValueError(f"accuracy and edge_accuracy must be >= 1, got {accuracy} and {edge_accuracy}")
+        raise UsageError(f"accuracy and edge_accuracy must be >= 1, got {accuracy} and {edge_accuracy}")
     if scheme == "central":
         if accuracy % 2:
-            raise ValueError(f"central differences need an even accuracy, got {accuracy}")
+            raise UsageError(f"central differences need an even accuracy, got {accuracy}")
         central = 2 * ((order + 1) // 2) - 1 + accuracy
         edge = order + edge_accuracy
         # A grid no longer than the edge stencil is all edge (np.gradient on 2 points); otherwise the
@@ -79,15 +81,16 @@ def _check_plan_args(n: int, order: int, accuracy: int, edge_accuracy: int, sche
     else:
         need = order + accuracy
     if need > n:
-        raise ValueError(
+        raise UsageError(
             f"the stencil needs {need} points but the grid has only {n} steps "
             f"(order={order}, accuracy={accuracy}, edge_accuracy={edge_accuracy}, scheme={scheme!r})"
         )
 
 
 def stencil_weights(
-    x: Float[Array, "*batch n"], idx: np.ndarray, widths: np.ndarray, order: int, xp: Any = jnp
-) -> Float[Array, "*batch n w"]:
+    x: Float[HostOrDevice, "*batch n"], idx: Int[np.ndarray, "n w"], widths: Int[np.ndarray, " n"], order: int,
+    xp: Any = jnp,
+) -> Float[HostOrDevice, "*batch n w"]:
     """Fornberg weights of every row of a stencil plan on grid ``x`` (zeros on the padding).
 
     With ``xp=numpy`` the weights are computed on the host in float64 (``x`` must then be 1-D).
@@ -124,43 +127,44 @@ def unit_grid(n: int, dtype: jnp.dtype) -> Float[Array, " n"]:
 
 def check_grid(x: ArrayLike, n: int) -> None:
     """Host-side checks of a concrete grid: finite, right length, strictly monotonic (no duplicates)."""
-    if isinstance(x, jax.core.Tracer):
+    if _is_traced(x):
         return
     xa = np.asarray(x)
     if xa.shape[-1:] != (n,):
-        raise ValueError(f"the grid x has shape {xa.shape} but the curves have {n} steps")
+        raise DataError(f"the grid x has shape {xa.shape} but the curves have {n} steps")
     if not np.all(np.isfinite(xa)):
-        raise ValueError(f"the grid x contains NaN or infinite values: {xa.ravel()[~np.isfinite(xa.ravel())][:3]}")
+        raise DataError(f"the grid x contains NaN or infinite values: {xa.ravel()[~np.isfinite(xa.ravel())][:3]}")
     d = np.diff(xa, axis=-1)
     if np.any(d == 0):
         k = int(np.argwhere(d.reshape(-1, d.shape[-1]) == 0)[0, 1])
-        raise ValueError(f"the grid x has duplicate points: x[{k}] == x[{k + 1}] == {xa.reshape(-1, n)[0, k]}")
-    inc = np.all(d > 0, axis=-1)
-    dec = np.all(d < 0, axis=-1)
-    if not np.all(inc | dec):
-        raise ValueError(f"the grid x is not strictly monotonic: {np.array2string(xa.ravel()[:8])}...")
+        raise DataError(f"the grid x has duplicate points: x[{k}] == x[{k + 1}] == {xa.reshape(-1, n)[0, k]}")
+    inc: np.ndarray = np.all(d > 0, axis=-1)
+    dec: np.ndarray = np.all(d < 0, axis=-1)
+    if not np.all(np.logical_or(inc, dec)):
+        raise DataError(f"the grid x is not strictly monotonic: {np.array2string(xa.ravel()[:8])}...")
 
 
 def check_curves(y: ArrayLike) -> None:
     """Host-side check that concrete outputs are finite (a NaN would silently poison every statistic)."""
-    if isinstance(y, jax.core.Tracer):
+    if _is_traced(y):
         return
     ya = np.asarray(y)
     if not np.all(np.isfinite(ya)):
         bad = np.argwhere(~np.isfinite(ya))[0]
-        raise ValueError(f"outputs contain NaN or infinite values, e.g. {ya[tuple(bad)]} at index {tuple(bad.tolist())}")
+        raise DataError(f"outputs contain NaN or infinite values, e.g. {ya[tuple(bad)]} "
+                         f"at index {tuple(bad.tolist())}")
 
 
 def derivative(
-    y: Float[ArrayLike, "*batch n"],
-    x: Float[ArrayLike, "*#batch n"] | None = None,
+    y: Float[ArrayLike, "..."],
+    x: Float[ArrayLike, "..."] | None = None,
     *,
     order: int = 1,
     accuracy: int = 2,
     edge_accuracy: int = 1,
-    scheme: Scheme = "central",
+    scheme: str = "central",
     axis: int = -1,
-) -> Float[Array, "*batch n"]:
+) -> Float[Array, "..."]:
     """Derivative of ``y`` along ``axis`` on grid ``x`` (``None``: unit spacing).
 
     Defaults equal ``np.gradient(y, x)``; ``edge_accuracy=2`` equals ``edge_order=2``. ``scheme`` picks
@@ -184,7 +188,7 @@ def derivative(
 
 def host_plan(
     n: int, x: ArrayLike | None, *, order: int = 1, accuracy: int = 2, edge_accuracy: int = 1,
-    scheme: Scheme = "central",
+    scheme: str = "central",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stencil indices, widths and float64 host weights for a concrete grid (the permutation engine's input)."""
     idx, widths = stencil_plan(n, order, accuracy, edge_accuracy, scheme)
@@ -193,4 +197,4 @@ def host_plan(
     else:
         check_grid(x, n)
         grid = np.asarray(x, np.float64)
-    return idx, widths, stencil_weights(grid, idx, widths, order, xp=np)
+    return idx, widths, np.asarray(stencil_weights(grid, idx, widths, order, xp=np))

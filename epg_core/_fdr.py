@@ -7,6 +7,8 @@ from typing import NamedTuple
 import numpy as np
 from jaxtyping import ArrayLike
 
+from epg_core._errors import DataError, UsageError
+
 
 class FDRResult(NamedTuple):
     """``significant``: rejected at FDR ``alpha``; ``qvalues``: BH-adjusted p-values (same shape as input)."""
@@ -18,13 +20,13 @@ class FDRResult(NamedTuple):
 def fdr(pvalues: ArrayLike, alpha: float = 0.01) -> FDRResult:
     """Benjamini–Hochberg over all p-values of any shape (NaNs are ignored and never significant)."""
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        raise UsageError(f"alpha must be in (0, 1), got {alpha}")
     p = np.asarray(pvalues, dtype=np.float64)
     flat = p.ravel()
     ok = ~np.isnan(flat)
     if np.any((flat[ok] < 0) | (flat[ok] > 1)):
         bad = flat[ok][(flat[ok] < 0) | (flat[ok] > 1)][0]
-        raise ValueError(f"p-values must lie in [0, 1], got {bad}")
+        raise DataError(f"p-values must lie in [0, 1], got {bad}")
     q = np.full(flat.shape, np.nan)
     pv = flat[ok]
     m = pv.size

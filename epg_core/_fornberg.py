@@ -8,22 +8,27 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from epg_core._errors import UsageError
+from epg_core._typing import HostOrDevice
 
-def fornberg_table(nodes: ArrayLike, x0: ArrayLike, max_order: int, xp: Any = jnp) -> Float[Array, "m n"]:
+
+def fornberg_table(
+    nodes_in: ArrayLike, x0_in: ArrayLike, max_order: int, xp: Any = jnp
+) -> Float[HostOrDevice, "m n"]:
     """Weights for every derivative order ``0..max_order`` at ``x0`` from ``nodes``: shape ``[max_order+1, n]``.
 
     Row ``k`` holds the weights ``w`` with ``f^(k)(x0) ~= sum_j w[j] f(nodes[j])``. ``xp`` is ``jax.numpy``
     (traceable) or ``numpy`` (host float64 weights whatever the JAX precision setting).
     """
-    nodes = xp.asarray(nodes)
-    x0 = xp.asarray(x0, dtype=nodes.dtype)
+    nodes: Any = xp.asarray(nodes_in)
+    x0: Any = xp.asarray(x0_in, dtype=nodes.dtype)
     n = nodes.shape[-1]
     if max_order < 0:
-        raise ValueError(f"derivative order must be >= 0, got {max_order}")
+        raise UsageError(f"derivative order must be >= 0, got {max_order}")
     # c[j][k]: weight of node j for the k-th derivative, built up node by node (Fornberg's recursion).
     zero = xp.zeros((), dtype=nodes.dtype)
     c = [[zero] * (max_order + 1) for _ in range(n)]
@@ -58,14 +63,14 @@ def fornberg_weights(nodes: ArrayLike, x0: ArrayLike, order: int) -> Float[Array
     nodes_np = None if _is_traced(nodes) else np.asarray(nodes)
     if nodes_np is not None:
         if nodes_np.ndim != 1:
-            raise ValueError(f"nodes must be 1-D, got shape {nodes_np.shape}")
+            raise UsageError(f"nodes must be 1-D, got shape {nodes_np.shape}")
         if nodes_np.shape[0] <= order:
-            raise ValueError(
+            raise UsageError(
                 f"a stencil of {nodes_np.shape[0]} nodes cannot give a derivative of order {order}; "
                 f"it needs at least {order + 1} nodes"
             )
         if len(np.unique(nodes_np)) != len(nodes_np):
-            raise ValueError(f"stencil nodes must be distinct, got {nodes_np.tolist()}")
+            raise UsageError(f"stencil nodes must be distinct, got {nodes_np.tolist()}")
     return fornberg_table(nodes, x0, order)[order]
 
 
@@ -73,4 +78,4 @@ def _is_traced(a: object) -> bool:
     """True for a JAX tracer (values unknown at trace time: skip host-side validation)."""
     import jax
 
-    return isinstance(a, jax.core.Tracer)
+    return isinstance(a, jax.core.Tracer)  # pyright: ignore[reportAttributeAccessIssue]

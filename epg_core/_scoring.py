@@ -1,149 +1,108 @@
-"""Score an outputs file: EPG, shuffle test, flips and Pearson for every model x checkpoint x sequence.
+"""Score an outputs file: EPG, shuffle test, flips, Pearson and exact-null z-scores for every curve, and
+grouped rows (the paper's mean behaviour over images) per model x checkpoint x group.
 
-Streams the file in chunks of checkpoints and batches curves of the same length and grid across blocks,
-so a sweep larger than memory scores in few large ``permutation_test`` calls.
+The file is streamed in chunks of checkpoints sized by bytes, so memory is bounded by the chunk size
+whatever the number of checkpoints, classes or sequences; curves of the same shape and grid are batched
+across blocks into few large ``permutation_test`` calls.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from epg_core._atomic import atomic_path
+from epg_core._errors import DataError, UsageError
 from epg_core._fdr import fdr
-from epg_core._io import OutputsBlock, list_outputs, read_outputs
-from epg_core._permutation import permutation_test
-from epg_core._stats import flips, pearson
+from epg_core._permutation import ALTERNATIVES, PRECISIONS
+from epg_core._scoring_groups import GROUP_BYS, Curve, Group, model_groups, resolve_target
+from epg_core._scoring_rows import ALL_CLASSES as ALL_CLASSES
+from epg_core._scoring_rows import SCORE_COLUMNS as SCORE_COLUMNS
+from epg_core._scoring_rows import aggregate_rows, count_significant, score_batch
 
-Spacing = Literal["step", "values"]
-SCORE_COLUMNS = (
-    "model", "checkpoint", "sequence", "output", "epg", "pvalue", "qvalue", "significant", "flips",
-    "pearson", "n_steps", "n_permutations", "alternative", "seed", "spacing", "correction",
-)
+__all__ = ["ALL_CLASSES", "SCORE_COLUMNS", "ScoreOptions", "score_outputs", "write_scores_csv", "resolve_target"]
+
 # Curves gathered before one permutation_test call (bounded memory, few compilations).
 CURVES_PER_CALL = 2048
+BYTES_PER_CALL = 64 << 20
 
 
 @dataclass(frozen=True)
 class ScoreOptions:
-    """What to score and how (the CLI's ``epg score`` options)."""
+    """What to score and how (the CLI's ``epg score`` options).
+
+    ``target``: class name or index (None: the class predicted on the original image(s) by the model's last
+    finished checkpoint; for a group, the majority over its originals). ``group_by``: "none", "property" or
+    "image": grouped rows with both aggregates of the paper (``mean_curve``: EPG of the mean outputs;
+    ``mean_epg``: mean and SD of the per-curve EPGs). ``all_classes``: one vector curve (all outputs) per
+    row instead of one class. ``precision``: "float32" or "float64" for the shuffle test.
+    """
 
     target: str | int | None = None
-    spacing: Spacing = "step"
-    mean_over_sequences: bool = False
+    spacing: str = "step"
+    group_by: str = "none"
     n_permutations: int = 10_000
     alternative: str = "two-sided"
     seed: int = 0
     alpha: float = 0.01
     use_fdr: bool = False
     checkpoint_chunk: int = 64
+    all_classes: bool = False
+    precision: str = "float32"
+    mean_over_sequences: bool = False  # v1 name of group_by="property"
+
+    def checked(self) -> ScoreOptions:
+        """The options with v1 aliases resolved; a UsageError naming the first bad value."""
+        group_by = "property" if self.mean_over_sequences and self.group_by == "none" else self.group_by
+        for name, value, allowed in (("group_by", group_by, GROUP_BYS), ("spacing", self.spacing, ("step", "values")),
+                                     ("alternative", self.alternative, ALTERNATIVES),
+                                     ("precision", self.precision, PRECISIONS)):
+            if value not in allowed:
+                raise UsageError(f"unknown {name} {value!r}; use one of {', '.join(allowed)}")
+        if not 0 < self.alpha < 1:
+            raise UsageError(f"alpha must be in (0, 1), got {self.alpha}")
+        if self.n_permutations < 1 or self.checkpoint_chunk < 1:
+            raise UsageError("n_permutations and checkpoint_chunk must be >= 1")
+        return ScoreOptions(**{**self.__dict__, "group_by": group_by, "mean_over_sequences": False})
 
 
-@dataclass
-class _Curve:
-    """One curve waiting in the batch, with the row it will become."""
+class _Batcher:
+    """Collects curves by (shape, grid) and tests a batch when it is large enough (bounded memory)."""
 
-    y: np.ndarray
-    grid: np.ndarray | None
-    row: dict[str, Any]
+    def __init__(self, opts: ScoreOptions, progress: Callable[[int], None] | None) -> None:
+        self.opts, self.progress = opts, progress
+        self.pending: dict[tuple[tuple[int, ...], bytes], list[Curve]] = {}
+        self.rows: list[dict[str, Any]] = []
 
+    def add(self, curve: Curve) -> None:
+        key = (curve.y.shape, b"" if curve.grid is None else curve.grid.tobytes())
+        batch = self.pending.setdefault(key, [])
+        batch.append(curve)
+        if len(batch) >= min(CURVES_PER_CALL, max(1, BYTES_PER_CALL // curve.y.nbytes)):
+            self._flush(key)
 
-def resolve_target(target: str | int | None, classes: list[str], first_step: np.ndarray) -> int:
-    """Output index to explain: a class name, an index, or (None) the class predicted on the original."""
-    if target is None:
-        return int(np.argmax(first_step))
-    if isinstance(target, str) and not target.lstrip("-").isdigit():
-        if target not in classes:
-            shown = ", ".join(classes[:10]) + (", ..." if len(classes) > 10 else "")
-            raise ValueError(f"unknown class {target!r}; the outputs have: {shown}")
-        return classes.index(target)
-    idx = int(target)
-    if not 0 <= idx < len(classes):
-        raise ValueError(f"output index {idx} is out of range: the outputs have {len(classes)} columns (0..{len(classes) - 1})")
-    return idx
+    def _flush(self, key: tuple[tuple[int, ...], bytes]) -> None:
+        batch = self.pending.pop(key)
+        self.rows += score_batch(batch, self.opts)
+        if self.progress:
+            self.progress(len(batch))
 
-
-def _iter_blocks(path: Path, chunk: int) -> Iterator[OutputsBlock]:
-    """Every (model, sequence) block in chunks of ``chunk`` checkpoints (a sweep need not fit in memory)."""
-    for model, sequence in list_outputs(path):
-        start = 0
-        while True:
-            (block,) = read_outputs(path, model, sequence, checkpoints=slice(start, start + chunk))
-            if not block.checkpoints:
-                break
-            yield block
-            start += chunk
+    def finish(self) -> list[dict[str, Any]]:
+        for key in list(self.pending):
+            self._flush(key)
+        return self.rows
 
 
-def _grid(block: OutputsBlock, spacing: Spacing) -> np.ndarray | None:
-    if spacing == "step":
-        return None
-    if spacing == "values":
-        return np.asarray(block.values, np.float64)
-    raise ValueError(f"unknown spacing {spacing!r}; use 'step' or 'values'")
-
-
-def _curves_of_block(block: OutputsBlock, opts: ScoreOptions) -> Iterator[_Curve]:
-    """Curves of one block (each done checkpoint), for the chosen output."""
-    grid = _grid(block, opts.spacing)
-    for i, name in enumerate(block.checkpoints):
-        if not block.done[i]:
-            continue
-        out = np.asarray(block.outputs[i], np.float64)  # [N, C]
-        target = resolve_target(opts.target, block.classes, out[0])
-        yield _Curve(out[:, target], grid, _row(block.model, name, block.sequence, block.classes[target], out))
-
-
-def _mean_curves(path: Path, opts: ScoreOptions) -> Iterator[_Curve]:
-    """The paper's mean behaviour over sequences: average each model x checkpoint's outputs, then score."""
-    by_model: dict[str, list[OutputsBlock]] = {}
-    for model, sequence in list_outputs(path):
-        by_model.setdefault(model, []).extend(read_outputs(path, model, sequence))
-    for model, blocks in by_model.items():
-        shapes = {b.outputs.shape[1:] for b in blocks}
-        if len(shapes) != 1:
-            raise ValueError(f"model {model!r}: sequences have different steps/outputs {sorted(shapes)}; cannot average")
-        first = blocks[0]
-        grid = _grid(first, opts.spacing)
-        for i, name in enumerate(first.checkpoints):
-            done = [b for b in blocks if b.done[i]]
-            if len(done) != len(blocks):
-                continue
-            stack = np.stack([np.asarray(b.outputs[i], np.float64) for b in blocks])  # [S, N, C]
-            mean = stack.mean(axis=0)
-            if opts.target is None:  # the class predicted most often on the originals
-                votes = np.bincount(np.argmax(stack[:, 0, :], axis=-1), minlength=stack.shape[-1])
-                target = int(np.argmax(votes))
-            else:
-                target = resolve_target(opts.target, first.classes, mean[0])
-            label = f"mean of {len(blocks)}"
-            yield _Curve(mean[:, target], grid, _row(model, name, label, first.classes[target], mean))
-
-
-def _row(model: str, checkpoint: str, sequence: str, output: str, outputs: np.ndarray) -> dict[str, Any]:
-    n_flips = int(flips(outputs)) if outputs.shape[-1] > 1 else int(flips(outputs[:, 0], threshold=0.5))
-    return {"model": model, "checkpoint": checkpoint, "sequence": sequence, "output": output,
-            "flips": n_flips, "n_steps": int(outputs.shape[0])}
-
-
-def _flush(batch: list[_Curve], opts: ScoreOptions) -> list[dict[str, Any]]:
-    """Test one batch of curves that share their length and grid."""
-    y = np.stack([c.y for c in batch])
-    grid = batch[0].grid
-    res = permutation_test(y, grid, n_permutations=opts.n_permutations, alternative=opts.alternative,
-                           seed=opts.seed, alpha=opts.alpha)
-    rho = np.asarray(pearson(y, grid))
-    rows = []
-    for i, c in enumerate(batch):
-        rows.append({**c.row, "epg": float(res.statistic[i]), "pvalue": float(res.pvalue[i]),
-                     "pearson": float(rho[i]), "n_permutations": int(res.n_permutations)})
-    return rows
+def count_curves(path: str | os.PathLike[str], options: ScoreOptions = ScoreOptions()) -> int:
+    """How many curves ``score_outputs`` will test (for progress bars)."""
+    opts = options.checked()
+    return sum(g.n_tests(opts) for g in model_groups(Path(path), opts))
 
 
 def score_outputs(
@@ -152,40 +111,41 @@ def score_outputs(
     *,
     progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Score every curve of an outputs file; returns the tidy table (rows in ``SCORE_COLUMNS`` order)."""
+    """Score every curve of an outputs file (and its groups); returns the tidy table (``SCORE_COLUMNS``)."""
     path = Path(path)
-    curves = _mean_curves(path, options) if options.mean_over_sequences else (
-        c for block in _iter_blocks(path, options.checkpoint_chunk) for c in _curves_of_block(block, options))
-    pending: dict[tuple[int, bytes], list[_Curve]] = {}
-    rows: list[dict[str, Any]] = []
-    for curve in curves:
-        key = (curve.y.shape[0], b"" if curve.grid is None else curve.grid.tobytes())
-        pending.setdefault(key, []).append(curve)
-        if len(pending[key]) >= CURVES_PER_CALL:
-            rows += _flush(pending.pop(key), options)
-            if progress:
-                progress(CURVES_PER_CALL)
-    for key in list(pending):
-        batch = pending.pop(key)
-        rows += _flush(batch, options)
-        if progress:
-            progress(len(batch))
+    opts = options.checked()
+    batcher = _Batcher(opts, progress)
+    groups: list[Group] = []
+    for group in model_groups(path, opts):
+        groups.append(group)
+        for curve in group.curves(path, opts):
+            batcher.add(curve)
+    rows = batcher.finish()
     if not rows:
-        raise ValueError(f"{path}: no finished checkpoints to score")
-    return _finish(rows, options)
+        raise DataError(f"{path}: no finished checkpoints to score")
+    rows += aggregate_rows(rows, opts)
+    return _finish(rows, opts)
 
 
 def _finish(rows: list[dict[str, Any]], opts: ScoreOptions) -> list[dict[str, Any]]:
-    """Add q-values (Benjamini-Hochberg over the whole sweep when asked) and the run's settings."""
-    p = np.array([r["pvalue"] for r in rows])
-    q = fdr(p, opts.alpha).qvalues if opts.use_fdr else np.full(p.shape, np.nan)
-    out = []
-    for r, qi in zip(rows, q):
-        sig = bool(qi <= opts.alpha) if opts.use_fdr else bool(r["pvalue"] < opts.alpha)
-        full = {**r, "qvalue": float(qi), "significant": sig, "alternative": opts.alternative,
-                "seed": int(opts.seed), "spacing": opts.spacing, "correction": "bh" if opts.use_fdr else "none"}
-        out.append({c: full[c] for c in SCORE_COLUMNS})
-    return out
+    """q-values (Benjamini-Hochberg over the whole study, per-curve and mean-curve rows as two families when
+    asked), decisions and the run's settings; rows in a stable order."""
+    rows.sort(key=lambda r: (r["model"], r["checkpoint_index"], r["aggregate"] != "none", r["property"],
+                             r["image"], r["sequence"], r["aggregate"]))
+    q = np.full(len(rows), np.nan)
+    if opts.use_fdr:
+        for family in ("none", "mean_curve"):
+            idx = [i for i, r in enumerate(rows) if r["aggregate"] == family and np.isfinite(r["pvalue"])]
+            if idx:
+                q[idx] = fdr(np.array([rows[i]["pvalue"] for i in idx]), opts.alpha).qvalues
+    for r, qi in zip(rows, q, strict=True):
+        tested = bool(np.isfinite(r["pvalue"]))
+        r.update(qvalue=float(qi), significant=bool(tested and (qi <= opts.alpha if opts.use_fdr
+                                                                 else r["pvalue"] < opts.alpha)),
+                 alternative=opts.alternative, seed=int(opts.seed), spacing=opts.spacing,
+                 correction="bh" if opts.use_fdr else "none")
+    count_significant(rows)
+    return [{c: r[c] for c in SCORE_COLUMNS} for r in rows]
 
 
 def write_scores_csv(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> Path:

@@ -43,6 +43,7 @@ def test_case_parse() -> None:
         bp.Case.parse("nope")
 
 
+@pytest.mark.slow
 def test_harness_tiny_case(tmp_path: Path) -> None:
     case = bp.Case("tiny", 4, 11, 200)
     out = tmp_path / "bench.json"

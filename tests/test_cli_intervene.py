@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner, Result
 from PIL import Image
 
-from epg_bridges.contact_sheet import contact_sheet_image, steps_to_show
-from epg_bridges.editing import tiny_random_pipeline
+from epg_bridges.interventions import contact_sheet_image, steps_to_show
+from epg_bridges.testing import tiny_random_pipeline
 from epg_cli.main import cli
 from epg_core import InterventionSequence, read_interventions
 
@@ -114,7 +114,8 @@ def test_bad_inputs_give_one_line_errors_and_exit_code_1(photo: Path, tiny_model
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
     assert "not an image file" in _one_line_error(_run("intervene", "synthetic", bad, "--kind", "hue", "-q"))
-    assert "image file not found" in _one_line_error(_run("intervene", "synthetic", tmp_path / "nope.png", "--kind", "hue"))
+    missing = _run("intervene", "synthetic", tmp_path / "nope.png", "--kind", "hue")
+    assert "image file not found" in _one_line_error(missing)
     (tmp_path / "empty").mkdir()
     assert "no image files" in _one_line_error(_run("intervene", "frames", tmp_path / "empty", "-q"))
     frames = tmp_path / "frames"

@@ -16,10 +16,11 @@ import torch
 from click.testing import CliRunner, Result
 from PIL import Image
 
+from epg_bridges.testing import ExportDisagrees, TwoLayer, save_tiny, small_interventions, train_run
 from epg_cli.main import cli
 from epg_core import read_outputs
-from test_models import ExportDisagrees, TwoLayer, save_tiny
-from test_sweep import N_CKPT, _interventions, _train_run
+
+N_CKPT = 20  # checkpoints of the training run that train_run saves by default
 
 
 def _run(*args: Any) -> Result:
@@ -49,8 +50,8 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "ckpt": save_tiny(folder / "tiny.pt"),
         "images": folder,
-        "iv": _interventions(folder / "iv.h5"),
-        "run": _train_run(folder / "run")[0].parent,
+        "iv": small_interventions(folder / "iv.h5"),
+        "run": train_run(folder / "run")[0].parent,
     }
 
 
@@ -129,6 +130,7 @@ def _done_count(path: Path) -> int:
         return -1
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_to_an_identical_file(assets: dict[str, Path], tmp_path: Path) -> None:
     """SIGKILL a CLI sweep after 10 of 20 checkpoints, rerun it: only 10 are computed, same file as a full run."""
     run = tmp_path / "run"
@@ -166,7 +168,7 @@ def test_killed_sweep_resumes_to_an_identical_file(assets: dict[str, Path], tmp_
 
     full = tmp_path / "full.h5"
     assert _run(*args[:4], str(full), *args[5:]).exit_code == 0
-    for a, b in zip(read_outputs(out), read_outputs(full)):
+    for a, b in zip(read_outputs(out), read_outputs(full), strict=True):
         np.testing.assert_array_equal(a.outputs, b.outputs)
         assert (a.done.all(), a.checkpoints, a.attrs, a.preprocessing) == (True, b.checkpoints, b.attrs,
                                                                             b.preprocessing)
@@ -232,7 +234,7 @@ def test_non_image_file_cli(assets: dict[str, Path], existing: dict[str, Path], 
 def test_onnx_disagreeing_with_torch_cli(assets: dict[str, Path], existing: dict[str, Path], tmp_path: Path) -> None:
     before = _snapshot(existing)
     torch.save(ExportDisagrees().state_dict(), tmp_path / "odd.pt")
-    arch = "test_models:make_disagreeing"
+    arch = "epg_bridges.testing:make_disagreeing"
     _one_line_error(_run("export", tmp_path / "odd.pt", "--arch", arch, "-o", existing["onnx"], "--size", 32),
                     "ONNX Runtime disagrees with torch eager")
     _one_line_error(_run("predict", tmp_path / "odd.pt", *_images(assets), "--arch", arch, "-o", existing["out"],

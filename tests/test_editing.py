@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from epg_bridges.editing import (
+from epg_bridges.interventions import (
     check_tokenizer,
     default_guidance_scales,
     edit_sequence,
@@ -25,9 +25,9 @@ from epg_bridges.editing import (
     pix2pix_sweep,
     prepare_edit_image,
     select_device,
-    tiny_random_pipeline,
     validate_scales,
 )
+from epg_bridges.testing import tiny_random_pipeline
 from epg_core import read_interventions, write_interventions
 
 STEPS = 3
@@ -99,7 +99,7 @@ def test_batched_sweep_equals_stock_per_scale_calls(ip2p: Any, picture: Image.Im
 
 
 def test_same_seed_same_images_and_batch_size_does_not_matter(ip2p: Any, picture: Image.Image) -> None:
-    kw = dict(image_guidance_scale=1.5, num_inference_steps=STEPS, seed=SEED)
+    kw: dict[str, Any] = {"image_guidance_scale": 1.5, "num_inference_steps": STEPS, "seed": SEED}
     a = pix2pix_sweep(ip2p, picture, "make it a cat", SCALES[:3], batch_size=3, **kw)
     b = pix2pix_sweep(ip2p, picture, "make it a cat", SCALES[:3], batch_size=3, **kw)
     one = pix2pix_sweep(ip2p, picture, "make it a cat", SCALES[:3], batch_size=1, **kw)
@@ -192,7 +192,7 @@ def test_saved_pipeline_loads_from_local_files(ip2p: Any, picture: Image.Image, 
     ip2p.save_pretrained(tmp_path / "tiny")
     loaded = load_pipeline(tmp_path / "tiny", device="cpu")
     assert loaded.unet.dtype == torch.float32
-    kw = dict(image_guidance_scale=1.5, num_inference_steps=2, seed=SEED, batch_size=2)
+    kw: dict[str, Any] = {"image_guidance_scale": 1.5, "num_inference_steps": 2, "seed": SEED, "batch_size": 2}
     a = pix2pix_sweep(ip2p, picture, "make it a cat", [2.0, 5.0], **kw)
     b = pix2pix_sweep(loaded, picture, "make it a cat", [2.0, 5.0], **kw)
     assert np.abs(a - b).max() < 1e-5

@@ -13,17 +13,18 @@ from click.testing import CliRunner
 from PIL import Image
 
 import epg_core as E
+from epg_bridges.demo import DemoConfig, DemoResult, run_demo
 from epg_cli.main import cli
 
 
 @pytest.fixture(scope="module")
-def demo_result(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    from epg_bridges.demo import DemoConfig, run_demo
+def demo_result(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
 
     return run_demo(tmp_path_factory.mktemp("demo"), DemoConfig.quick(), quiet=True)
 
 
-def test_reduced_demo_reproduces_table2(demo_result) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.slow
+def test_reduced_demo_reproduces_table2(demo_result: DemoResult) -> None:
     c = demo_result.check
     assert c["ratio"] >= 10, c
     assert c["biased_background_significant"] and c["biased_background_flips"], c
@@ -31,7 +32,8 @@ def test_reduced_demo_reproduces_table2(demo_result) -> None:  # type: ignore[no
     assert c["reproduces_table2"]
 
 
-def test_report_pngs_exist_and_are_not_trivial(demo_result) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.slow
+def test_report_pngs_exist_and_are_not_trivial(demo_result: DemoResult) -> None:
     folder = demo_result.report.parent
     pngs = sorted(folder.glob("*.png"))
     kinds = {p.name.split("_")[0] for p in pngs}
@@ -48,11 +50,8 @@ def test_report_pngs_exist_and_are_not_trivial(demo_result) -> None:  # type: ig
 @pytest.fixture(scope="module")
 def bridge_outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Outputs of the model bridge: a tiny ConvMixer exported to ONNX and run on designed interventions."""
-    from epg_bridges.models import conv_mixer
-    from epg_bridges.onnx_export import export_onnx
-    from epg_bridges.runner import Preprocessing
-    from epg_bridges.sweep import predict
-    from epg_bridges.synthetic import synthetic_sequence
+    from epg_bridges.interventions import synthetic_sequence
+    from epg_bridges.models import Preprocessing, conv_mixer, export_onnx, predict
 
     d = tmp_path_factory.mktemp("bridge")
     rng = np.random.default_rng(0)
@@ -73,7 +72,9 @@ def bridge_outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _read_probs(path: Path) -> dict[str, np.ndarray]:
     """The stored outputs, read with h5py directly (independent of epg_core's reader)."""
     with h5py.File(path, "r") as f:
-        return {seq: f["models"]["tiny"][seq]["outputs"][0] for seq in f["models"]["tiny"]}
+        group = f["models/tiny"]
+        assert isinstance(group, h5py.Group)
+        return {str(seq): np.asarray(group[f"{seq}/outputs"])[0] for seq in group}
 
 
 def _csv(path: Path) -> list[dict[str, str]]:
@@ -83,14 +84,16 @@ def _csv(path: Path) -> list[dict[str, str]]:
 
 def test_score_equals_independent_np_gradient(bridge_outputs: Path, tmp_path: Path) -> None:
     out_csv = tmp_path / "s.csv"
-    res = CliRunner().invoke(cli, ["score", str(bridge_outputs), "--class", "1", "-k", "500", "--csv", str(out_csv), "-q"])
+    args = ["score", str(bridge_outputs), "--class", "1", "-k", "500", "--csv", str(out_csv), "-q"]
+    res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     rows = _csv(out_csv)
     probs = _read_probs(bridge_outputs)
     assert len(rows) == 3
     for row in rows:
         p = probs[row["sequence"]][:, 1].astype(np.float64)
-        assert float(row["epg"]) == pytest.approx(np.mean(np.abs(np.gradient(p))), rel=1e-9, abs=1e-12)
+        # the CLI scores in float32 (the default precision): float32 rounding, not 1e-9
+        assert float(row["epg"]) == pytest.approx(np.mean(np.abs(np.gradient(p))), rel=1e-5, abs=1e-9)
         assert row["output"] == "b"
     assert len(E.read_scores(bridge_outputs)) == 3  # also stored as /scores
 
@@ -100,21 +103,22 @@ def test_score_mean_over_sequences_equals_scoring_the_averaged_curve(bridge_outp
     res = CliRunner().invoke(cli, ["score", str(bridge_outputs), "--class", "a", "--mean-over-sequences",
                                    "-k", "500", "--csv", str(out_csv), "-q"])
     assert res.exit_code == 0, res.output
-    (row,) = _csv(out_csv)
+    (row,) = [r for r in _csv(out_csv) if r.get("aggregate", "mean_curve") == "mean_curve"]  # EPG of the mean
     mean_curve = np.mean([v[:, 0].astype(np.float64) for v in _read_probs(bridge_outputs).values()], axis=0)
     ref = E.permutation_test(mean_curve, n_permutations=500, seed=0)
-    assert float(row["epg"]) == pytest.approx(np.mean(np.abs(np.gradient(mean_curve))), rel=1e-9)
+    assert float(row["epg"]) == pytest.approx(np.mean(np.abs(np.gradient(mean_curve))), rel=1e-5)  # float32
     assert float(row["pvalue"]) == pytest.approx(float(ref.pvalue))
 
 
 def test_score_fdr_and_values_spacing(bridge_outputs: Path, tmp_path: Path) -> None:
-    rows = E.score_outputs(bridge_outputs, E.ScoreOptions(target=0, spacing="values", use_fdr=True, n_permutations=300))
+    opts = E.ScoreOptions(target=0, spacing="values", use_fdr=True, n_permutations=300, precision="float64")
+    rows = E.score_outputs(bridge_outputs, opts)
     probs = _read_probs(bridge_outputs)
     with h5py.File(bridge_outputs, "r") as f:
-        x = f["models"]["tiny"]["img0"]["values"][()]
+        x = np.asarray(f["models/tiny/img0/values"], np.float64)
     r0 = next(r for r in rows if r["sequence"] == "img0")
     assert r0["epg"] == pytest.approx(np.mean(np.abs(np.gradient(probs["img0"][:, 0].astype(np.float64), x))), rel=1e-9)
-    q = E.fdr([r["pvalue"] for r in rows], 0.01).qvalues
+    q = E.fdr(np.array([r["pvalue"] for r in rows]), 0.01).qvalues
     np.testing.assert_allclose([r["qvalue"] for r in rows], q)
     assert all(r["correction"] == "bh" for r in rows)
 
@@ -130,7 +134,9 @@ def test_score_fdr_and_values_spacing(bridge_outputs: Path, tmp_path: Path) -> N
         (["report", "missing.h5"], 1, "file not found"),
     ],
 )
-def test_score_errors_are_one_line(bridge_outputs: Path, tmp_path: Path, args: list[str], code: int, fragment: str) -> None:
+def test_score_errors_are_one_line(
+    bridge_outputs: Path, tmp_path: Path, args: list[str], code: int, fragment: str
+) -> None:
     inter = bridge_outputs.parent / "interventions.h5"
     argv = [a.format(outputs=bridge_outputs, interventions=inter) for a in args]
     res = CliRunner().invoke(cli, argv + ["-q"] if argv[0] == "score" and code == 1 else argv)

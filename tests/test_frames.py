@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from epg_bridges.frames import frames_sequence, list_frames, load_image, natural_key, read_values_csv
+from epg_bridges.interventions import frames_sequence, list_frames, load_image, natural_key, read_values_csv
 
 
 def _write_frames(folder: Path, n: int, size: tuple[int, int] = (20, 12), prefix: str = "frame_") -> list[np.ndarray]:

@@ -10,84 +10,34 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
+from epg_bridges.interventions import load_image
 from epg_bridges.models import (
-    build_model,
-    check_state_dict,
-    conv_mixer,
-    infer_convmixer_paras,
-    load_checkpoint,
-    resolve_factory,
-)
-from epg_bridges.onnx_export import export_model, export_onnx, torch_outputs, verify_export
-from epg_bridges.runner import (
     ModelSpec,
     OnnxRunner,
     Preprocessing,
+    build_model,
+    check_state_dict,
     collect_inputs,
-    load_image,
+    conv_mixer,
+    export_model,
+    export_onnx,
+    infer_convmixer_paras,
+    load_checkpoint,
     load_text_embeddings,
     make_session,
     postprocess,
     read_spec,
+    resolve_factory,
     select_provider,
     spec_path,
+    torch_outputs,
+    verify_export,
 )
+from epg_bridges.testing import TINY_CONVMIXER as TINY
+from epg_bridges.testing import TwoLayer, make_disagreeing, save_tiny, tiny_model
 
-TINY = {"dim": 8, "depth": 1, "kernel_size": 3, "patch_size": 4, "n_classes": 3}
 PREP32 = Preprocessing(size=(32, 32))
-
-
-def tiny_model(seed: int = 0) -> nn.Module:
-    """A small ConvMixer with non-trivial BatchNorm statistics."""
-    torch.manual_seed(seed)
-    model = conv_mixer(**TINY)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-    return model.eval()
-
-
-def save_tiny(path: Path, seed: int = 0, *, plain: bool = False) -> Path:
-    model = tiny_model(seed)
-    torch.save(model.state_dict() if plain else {"paras": dict(TINY), "state_dict": model.state_dict()}, path)
-    return path
-
-
-class ExportDisagrees(nn.Module):
-    """Adds 1 to its outputs only while being exported: ORT then disagrees with torch eager."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.head = conv_mixer(**TINY)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.head(x)
-        if torch.onnx.is_in_onnx_export():
-            y = y + 1.0
-        return y
-
-
-def make_disagreeing(**kwargs: object) -> nn.Module:
-    return ExportDisagrees()
-
-
-class TwoLayer(nn.Module):
-    def __init__(self, hidden: int = 5) -> None:
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(2)
-        self.fc = nn.Linear(12, hidden)
-        self.out = nn.Linear(hidden, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(torch.relu(self.fc(self.pool(x).flatten(1))))
-
-
-def make_two_layer(hidden: int = 5) -> nn.Module:
-    """A ``module:function`` factory used through ``--arch test_models:make_two_layer``."""
-    return TwoLayer(hidden)
 
 
 # --------------------------------------------------------------------------- reference checkpoints
@@ -101,7 +51,7 @@ def test_reference_checkpoints_onnx_matches_torch_on_photos(reference_dir: Path,
     ckpt = reference_dir / "checkpoints" / "cats-vs-dogs" / f"{name}.pth"
     model = build_model("convmixer", ckpt)
     assert sum(p.numel() for p in model.parameters()) > 500_000  # dim 256, depth 8: the real network
-    prep = Preprocessing(size=(128, 128), mean=(0.5,) * 3, std=(0.5,) * 3)
+    prep = Preprocessing(size=(128, 128), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     result = export_onnx(model, tmp_path / f"{name}.onnx", preprocessing=prep, classes=["cat", "dog"])
     assert result.max_abs_diff < 1e-4
     photos = sorted((reference_dir / "example_images" / "cvd").glob("*.jpg"))
@@ -145,13 +95,13 @@ def test_factory_module_function(tmp_path: Path) -> None:
     torch.manual_seed(1)
     net = TwoLayer(7)
     torch.save({"paras": {"hidden": 7}, "state_dict": net.state_dict()}, tmp_path / "two.pt")
-    model = build_model("test_models:make_two_layer", tmp_path / "two.pt")
+    model = build_model("epg_bridges.testing:make_two_layer", tmp_path / "two.pt")
     x = torch.randn(2, 3, 8, 8)
     assert torch.equal(model(x), net(x))
     with pytest.raises(ValueError, match="cannot import module 'no_such_module_xyz'"):
         resolve_factory("no_such_module_xyz:f")
     with pytest.raises(ValueError, match="has no callable 'nothing'"):
-        resolve_factory("test_models:nothing")
+        resolve_factory("epg_bridges.testing:nothing")
     with pytest.raises(ValueError, match="unknown architecture 'resnet'"):
         resolve_factory("resnet")
 
@@ -162,9 +112,9 @@ def test_wrong_architecture_is_one_line(tmp_path: Path) -> None:
         build_model("convmixer", tmp_path / "mlp.pt")
     assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match=r"wrong architecture: \d+ tensor\(s\) the model does not have"):
-        build_model("test_models:make_two_layer", save_tiny(tmp_path / "plain.pt", plain=True))
-    with pytest.raises(ValueError, match="wrong architecture: test_models:make_two_layer does not accept"):
-        build_model("test_models:make_two_layer", save_tiny(tmp_path / "tiny.pt"))
+        build_model("epg_bridges.testing:make_two_layer", save_tiny(tmp_path / "plain.pt", plain=True))
+    with pytest.raises(ValueError, match="wrong architecture: epg_bridges.testing:make_two_layer does not accept"):
+        build_model("epg_bridges.testing:make_two_layer", save_tiny(tmp_path / "tiny.pt"))
     with pytest.raises(ValueError, match=r"wrong architecture: tensor '0.weight' has shape \(8, 3, 4, 4\)"):
         build_model("convmixer", tmp_path / "tiny.pt", {"dim": 8, "patch_size": 5})
 
@@ -188,7 +138,7 @@ def test_corrupt_and_unsafe_checkpoints_are_refused(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "noise.pt")
     torch.save({"state_dict": tiny_model().state_dict(), "obj": TwoLayer()}, tmp_path / "evil.pt")
     with pytest.raises(ValueError, match=r"evil\.pt: checkpoint refused by weights_only loading "
-                                         r"\(it pickles the Python object test_models\.TwoLayer"):
+                                         r"\(it pickles the Python object epg_bridges\.testing\._models\.TwoLayer"):
         load_checkpoint(tmp_path / "evil.pt")
     with open(tmp_path / "old.pt", "wb") as handle:  # a raw pickle, not a torch checkpoint
         pickle.dump({"a": 1}, handle, protocol=4)
@@ -256,11 +206,11 @@ def test_verify_export_reports_difference() -> None:
 
 def test_provider_is_chosen_and_reported_once(caplog: pytest.LogCaptureFixture,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
     import onnxruntime as ort
 
-    import epg_bridges.runner as runner_module
-
-    monkeypatch.setattr(runner_module, "_REPORTED", set())
+    monkeypatch.setattr(importlib.import_module(select_provider.__module__), "_REPORTED", set())
     with caplog.at_level("INFO", logger="epg_bridges"):
         first, second = select_provider(), select_provider()
     assert first == second
@@ -281,8 +231,10 @@ def test_make_session_rejects_garbage(tmp_path: Path) -> None:
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # raw torch.onnx.export chatter
 def test_runner_wrong_input_size_is_one_line() -> None:
     net = TwoLayer()
-    proto = torch.onnx.export(net.eval(), (torch.randn(2, 3, 8, 8),), dynamo=True, optimize=False,
-                              external_data=False, verbose=False).model_proto  # fixed shape [2, 3, 8, 8]
+    program = torch.onnx.export(net.eval(), (torch.randn(2, 3, 8, 8),), dynamo=True, optimize=False,
+                                external_data=False, verbose=False)  # fixed shape [2, 3, 8, 8]
+    assert program is not None
+    proto = program.model_proto
     with pytest.raises(ValueError, match=r"ONNX Runtime failed on an input of shape \[2, 3, 9, 9\]") as err:
         OnnxRunner(proto, output_kind="logits").outputs(np.zeros((2, 3, 9, 9), np.float32))
     assert "\n" not in str(err.value)

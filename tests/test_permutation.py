@@ -10,7 +10,7 @@ import pytest
 import scipy.stats
 
 import epg_core as E
-from epg_core import _permutation
+from epg_core import _perm_scan
 
 
 def _np_epg(y: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -186,7 +186,7 @@ def test_memory_is_bounded_by_the_chunk_size() -> None:
     before_kb, peak_kb, mean_p = out.stdout.split()
     assert int(peak_kb) < 1_000_000, f"peak RSS {int(peak_kb) / 1e3:.0f} MB"
     assert 0.3 < float(mean_p) < 0.7  # white noise: p-values centred on 1/2
-    assert _permutation._perm_chunk(92, 128, 4, 10_000) * 92 * 128 * 4 <= _permutation.CHUNK_BYTES
+    assert _perm_scan.perm_chunk(92, 128, 4, 10_000) * 92 * 128 * 4 <= _perm_scan.CHUNK_BYTES
 
 
 def test_sharding_over_several_devices_gives_the_same_result() -> None:

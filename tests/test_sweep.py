@@ -8,62 +8,35 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from epg_bridges.models import build_model, conv_mixer
-from epg_bridges.onnx_export import export_model, torch_outputs
-from epg_bridges.runner import OnnxRunner, Preprocessing, collect_inputs, postprocess
-from epg_bridges.sweep import (
+from epg_bridges.models import (
+    OnnxRunner,
+    Preprocessing,
     WeightSwapper,
+    build_model,
     checkpoint_names,
+    collect_inputs,
+    conv_mixer,
+    export_model,
     find_checkpoints,
     natural_sorted,
+    postprocess,
     sweep,
+    torch_outputs,
 )
-from epg_core import InterventionSequence, read_outputs, write_interventions
+from epg_bridges.testing import TINY_CONVMIXER as TINY
+from epg_bridges.testing import small_interventions as _interventions
+from epg_bridges.testing import train_run
+from epg_core import read_outputs
 
-TINY = {"dim": 8, "depth": 1, "kernel_size": 3, "patch_size": 4, "n_classes": 3}
 PREP = Preprocessing(size=(32, 32))
 N_CKPT = 20
-
-
-def _train_run(folder: Path, steps: int = N_CKPT, seed: int = 0) -> list[Path]:
-    """A small ConvMixer trained for ``steps`` SGD steps, saved after each (BatchNorm stats move too)."""
-    torch.manual_seed(seed)
-    model = conv_mixer(**TINY)
-    opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    x = torch.randn(16, 3, 32, 32)
-    y = torch.randint(0, 3, (16,))
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for step in range(1, steps + 1):
-        model.train()
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-        path = folder / f"epoch_{step}.pt"
-        torch.save({"paras": dict(TINY), "state_dict": model.state_dict()}, path)
-        paths.append(path)
-    return paths
-
-
-def _interventions(path: Path) -> Path:
-    rng = np.random.default_rng(1)
-    seqs = {
-        "bright": InterventionSequence(rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8), np.linspace(0, 1, 5),
-                                       {"source": "synthetic", "property": "brightness", "unit": "",
-                                        "includes_original": True}),
-        "rotate": InterventionSequence(rng.integers(0, 256, (4, 40, 36, 3), dtype=np.uint8), [0.0, 10, 20, 45],
-                                       {"source": "synthetic", "property": "angle", "unit": "deg",
-                                        "includes_original": True}),
-    }
-    return write_interventions(path, seqs)
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("sweep")
-    _train_run(folder / "ckpts")
+    train_run(folder / "ckpts")
     _interventions(folder / "iv.h5")
     return folder
 
@@ -151,8 +124,10 @@ def test_sweep_equals_fresh_export_of_every_checkpoint(run_dir: Path, full_sweep
 def test_swapper_refuses_optimised_export_that_folds_tensors() -> None:
     model = conv_mixer(**TINY).eval()
     example = torch.from_numpy(PREP.random_batch(2))
-    proto = torch.onnx.export(model, (example,), dynamo=True, optimize=True, external_data=False, verbose=False,
-                              dynamic_shapes=({0: torch.export.Dim("batch")},)).model_proto
+    program = torch.onnx.export(model, (example,), dynamo=True, optimize=True, external_data=False, verbose=False,
+                                dynamic_shapes=({0: torch.export.Dim("batch")},))
+    assert program is not None
+    proto = program.model_proto
     with pytest.raises(ValueError, match="do not map one-to-one onto the ONNX initializers") as err:
         WeightSwapper(proto, model)
     assert "\n" not in str(err.value)
@@ -241,20 +216,18 @@ def test_bad_checkpoint_mid_sweep_keeps_finished_ones(run_dir: Path, full_sweep:
 def test_sweep_refuses_swap_that_disagrees_with_torch(
     run_dir: Path, full_sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import epg_bridges.sweep as sweep_module
-
     out = tmp_path / "out.h5"
     out.write_bytes(full_sweep.read_bytes())
-    real_bytes = sweep_module.WeightSwapper.model_bytes
+    real_bytes = WeightSwapper.model_bytes
 
     def stale_weights(self: WeightSwapper, state: dict[str, torch.Tensor]) -> bytes:
         return real_bytes(self, {k: v * 1.5 if v.is_floating_point() else v for k, v in state.items()})
 
-    monkeypatch.setattr(sweep_module.WeightSwapper, "model_bytes", stale_weights)
+    monkeypatch.setattr(WeightSwapper, "model_bytes", stale_weights)
     with pytest.raises(ValueError, match=r"epoch_1\.pt: swapped ONNX weights disagree with torch eager") as err:
         sweep(str(run_dir / "ckpts" / "epoch_*.pt"), [run_dir / "iv.h5"], out, preprocessing=PREP, quiet=True,
               model_name="other")
     assert "\n" not in str(err.value)
     assert not any(b.done.any() for b in read_outputs(out, "other"))  # nothing stored for the refused sweep
-    for old, kept in zip(read_outputs(full_sweep), read_outputs(out, "convmixer")):
+    for old, kept in zip(read_outputs(full_sweep), read_outputs(out, "convmixer"), strict=True):
         np.testing.assert_array_equal(kept.outputs, old.outputs)  # the earlier model's outputs are kept

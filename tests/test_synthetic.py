@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from epg_bridges.synthetic import (
+from epg_bridges.interventions import (
     KINDS,
     background,
     blend_patch,
@@ -17,8 +17,10 @@ from epg_bridges.synthetic import (
     darken_background,
     default_values,
     gaussian_weight,
+    hsv_to_rgb,
     hue_shift,
     patch_position,
+    rgb_to_hsv,
     rotate,
     synthetic_sequence,
 )
@@ -201,3 +203,18 @@ def test_darkening_never_brightens_a_pixel(img: np.ndarray, a: float, b: float) 
     weaker, stronger = darken_background(img, lo), darken_background(img, hi)
     assert np.all(stronger.astype(int) <= weaker.astype(int))
     assert np.all(weaker.astype(int) <= img.astype(int))
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.uint8, (6, 7, 3)), st.floats(-720, 720))
+def test_hsv_conversions_equal_matplotlib(pixels: np.ndarray, degrees: float) -> None:
+    """The NumPy HSV round trip is matplotlib's, bit for bit (greys, ties between channels and black included)."""
+    from matplotlib.colors import hsv_to_rgb as mpl_hsv_to_rgb
+    from matplotlib.colors import rgb_to_hsv as mpl_rgb_to_hsv
+
+    rgb = pixels.astype(np.float64) / 255.0
+    rgb[0, :3] = [[0.5, 0.5, 0.5], [0.0, 0.0, 0.0], [1.0, 1.0, 0.2]]
+    hsv = rgb_to_hsv(rgb)
+    np.testing.assert_array_equal(hsv, mpl_rgb_to_hsv(rgb))
+    hsv[..., 0] = (hsv[..., 0] + degrees / 360.0) % 1.0
+    np.testing.assert_array_equal(hsv_to_rgb(hsv), mpl_hsv_to_rgb(hsv))

@@ -18,16 +18,18 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 import epg_core as E  # noqa: E402
-from epg_core import OutputsBlock, ScoreOptions  # noqa: E402
-from epg_core._atomic import atomic_path, write_bytes_atomic  # noqa: E402
+from epg_core import OutputsBlock, ScoreOptions, atomic_path, write_bytes_atomic  # noqa: E402
 from epg_core._scoring import resolve_target  # noqa: E402
 
-__all__ = ["build_report"]
+from ..interventions import write_contact_sheet  # noqa: E402
+
+__all__ = ["build_report", "plot_curves", "plot_null", "plot_epg_over_checkpoints"]
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     """Save a figure atomically (temporary file renamed into place)."""
     try:
         with atomic_path(path) as tmp:
@@ -86,11 +88,14 @@ def plot_curves(blocks: list[OutputsBlock], opts: ScoreOptions, path: Path) -> P
 def plot_null(block: OutputsBlock, opts: ScoreOptions, path: Path) -> tuple[Path, dict[str, Any]]:
     """Null distribution of the EPG under shuffles with the observed value (paper Fig. 9)."""
     i = _last_done(block)
+    if i is None:
+        raise ValueError(f"{block.model}/{block.sequence}: no finished checkpoint to draw")
     out = np.asarray(block.outputs[i], np.float64)
     target = resolve_target(opts.target, block.classes, out[0])
     grid = np.asarray(block.values, np.float64) if opts.spacing == "values" else None
     res = E.permutation_test(out[:, target], grid, n_permutations=opts.n_permutations, alternative=opts.alternative,
                              seed=opts.seed, alpha=opts.alpha, return_null=True)
+    assert res.null is not None  # return_null=True
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(res.null, bins=60, color="0.6", label=f"EPG of {res.n_permutations} shuffles")
     ax.axvline(float(res.statistic), color="crimson", lw=2, label=f"observed EPG = {float(res.statistic):.4g}")
@@ -154,7 +159,7 @@ def build_report(
     outputs_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
-    options: ScoreOptions = ScoreOptions(),
+    options: ScoreOptions | None = None,
     interventions_path: str | os.PathLike[str] | None = None,
     rows: list[dict[str, Any]] | None = None,
     max_null_plots: int = 8,
@@ -162,6 +167,7 @@ def build_report(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Write every plot and ``index.html`` into ``out_dir``; return their paths."""
+    options = options if options is not None else ScoreOptions()
     say = progress or (lambda _msg: None)
     rows = rows if rows is not None else E.score_outputs(outputs_path, options)  # validates the file first
     blocks = E.read_outputs(outputs_path)
@@ -183,8 +189,6 @@ def build_report(
             over.append(plot_epg_over_checkpoints(model_rows, model, out / f"epg_over_checkpoints_{_slug(model)}.png"))
     strips = []
     if interventions_path is not None:
-        from epg_bridges.contact_sheet import write_contact_sheet
-
         for name, seq in E.read_interventions(interventions_path).items():
             strips.append(write_contact_sheet(seq, out / f"strip_{_slug(name)}.png", n=8, thumb=96))
     sections = [("Interventions", strips), ("Behaviour curves", curves),

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from epg_core import InterventionSequence
-from epg_core._atomic import atomic_path
+from epg_core import InterventionSequence, atomic_path
 
 __all__ = ["steps_to_show", "contact_sheet_image", "write_contact_sheet"]
 

@@ -20,10 +20,12 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
+
+from ._checkpoints import is_onnx_path
 
 __all__ = [
     "Residual",
@@ -31,7 +33,6 @@ __all__ = [
     "ConvMixer",
     "Checkpoint",
     "BUILTIN_ARCHITECTURES",
-    "is_onnx_path",
     "load_checkpoint",
     "resolve_factory",
     "infer_convmixer_paras",
@@ -40,9 +41,6 @@ __all__ = [
     "build_model",
     "load_weights",
 ]
-
-ONNX_SUFFIXES = (".onnx",)
-
 
 class Residual(nn.Module):
     """``fn(x) + x``; the attribute name ``fn`` is part of the reference state_dict keys."""
@@ -106,11 +104,6 @@ class Checkpoint:
     paras: dict[str, Any] = field(default_factory=dict)
 
 
-def is_onnx_path(path: str | os.PathLike[str]) -> bool:
-    """True for an exported ``.onnx`` model file name."""
-    return Path(path).suffix.lower() in ONNX_SUFFIXES
-
-
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read a checkpoint safely (``weights_only=True``) and normalise its layout.
 
@@ -149,13 +142,15 @@ def _torch_load(path: Path) -> Any:
 def _split_checkpoint(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Accept a plain state_dict or ``{"state_dict": ..., "paras": ...}``; return (tensors, paras)."""
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: checkpoint holds a {type(obj).__name__}, expected a state_dict or a dict with 'state_dict'")
+        raise ValueError(f"{path}: checkpoint holds a {type(obj).__name__}, "
+                         "expected a state_dict or a dict with 'state_dict'")
     paras: dict[str, Any] = {}
     for key in ("state_dict", "model_state_dict"):
         if key in obj and isinstance(obj[key], Mapping):
             raw_paras = obj.get("paras", {})
             if not isinstance(raw_paras, Mapping):
-                raise ValueError(f"{path}: 'paras' is a {type(raw_paras).__name__}, expected a dict of keyword arguments")
+                raise ValueError(f"{path}: 'paras' is a {type(raw_paras).__name__}, "
+                                 "expected a dict of keyword arguments")
             paras = dict(raw_paras)
             obj = obj[key]
             break
@@ -184,7 +179,7 @@ def resolve_factory(architecture: str) -> Callable[..., nn.Module]:
     factory = getattr(module, func_name, None)
     if not callable(factory):
         raise ValueError(f"architecture {architecture!r}: {module_name} has no callable {func_name!r}")
-    return factory
+    return cast(Callable[..., nn.Module], factory)  # checked to return an nn.Module by build_model
 
 
 _BLOCK_KEY = re.compile(r"^(\d+)\.0\.fn\.0\.weight$")
@@ -228,7 +223,8 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
     unexpected = [k for k in state if k not in expected]
     if unexpected:
         raise ValueError(f"{source}: wrong architecture: {len(unexpected)} tensor(s) the model does not have, "
-                         f"e.g. {unexpected[0]!r}" + (f" ({len(missing)} expected tensor(s) absent)" if missing else ""))
+                         f"e.g. {unexpected[0]!r}"
+                         + (f" ({len(missing)} expected tensor(s) absent)" if missing else ""))
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise ValueError(f"{source}: missing tensor {missing[0]!r}{more}")

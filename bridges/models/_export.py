@@ -22,13 +22,13 @@ import onnx
 import torch
 from torch import nn
 
-from epg_core._atomic import write_bytes_atomic
+from epg_core import write_bytes_atomic
 
-from .runner import ModelSpec, Preprocessing, make_session, write_spec
+from ._runner import DEFAULT_ATOL, make_session
+from ._spec import ModelSpec, Preprocessing, write_spec
 
-__all__ = ["DEFAULT_ATOL", "ExportResult", "export_model", "torch_outputs", "verify_export", "export_onnx"]
+__all__ = ["ExportResult", "export_model", "torch_outputs", "verify_export", "export_onnx"]
 
-DEFAULT_ATOL = 1e-4
 INPUT_NAME = "images"
 OUTPUT_NAME = "outputs"
 
@@ -56,7 +56,7 @@ def _quiet_exporter() -> Iterator[None]:
             warnings.simplefilter("ignore")
             yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
 
 

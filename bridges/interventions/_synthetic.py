@@ -23,10 +23,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
 from PIL import Image
 
 from epg_core import InterventionSequence
+
+from ._color import hsv_to_rgb, rgb_to_hsv
 
 __all__ = [
     "KINDS",

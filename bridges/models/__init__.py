@@ -1,0 +1,77 @@
+"""Models: architectures and checkpoints, the preprocessing spec, ONNX export, the ORT runner, predict and sweep.
+
+Running an exported ``.onnx`` file (``predict``, ``OnnxRunner``) needs the ``onnx`` extra only and never imports
+torch. Architectures, checkpoints, export and sweeps need the ``torch`` extra; their names load torch on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_getattr
+from ._checkpoints import LIST_SUFFIXES as LIST_SUFFIXES
+from ._checkpoints import ONNX_SUFFIXES as ONNX_SUFFIXES
+from ._checkpoints import checkpoint_names as checkpoint_names
+from ._checkpoints import find_checkpoints as find_checkpoints
+from ._checkpoints import is_onnx_path as is_onnx_path
+from ._checkpoints import natural_sorted as natural_sorted
+from ._inputs import InputSource as InputSource
+from ._inputs import collect_inputs as collect_inputs
+from ._predict import PredictResult as PredictResult
+from ._predict import predict as predict
+from ._runner import DEFAULT_ATOL as DEFAULT_ATOL
+from ._runner import OUTPUT_KINDS as OUTPUT_KINDS
+from ._runner import OnnxRunner as OnnxRunner
+from ._runner import default_classes as default_classes
+from ._runner import load_text_embeddings as load_text_embeddings
+from ._runner import make_session as make_session
+from ._runner import postprocess as postprocess
+from ._runner import select_provider as select_provider
+from ._spec import ModelSpec as ModelSpec
+from ._spec import Preprocessing as Preprocessing
+from ._spec import read_spec as read_spec
+from ._spec import spec_path as spec_path
+from ._spec import write_spec as write_spec
+
+if TYPE_CHECKING:  # loaded lazily at run time (the ``torch`` extra)
+    from ._architectures import BUILTIN_ARCHITECTURES as BUILTIN_ARCHITECTURES
+    from ._architectures import Checkpoint as Checkpoint
+    from ._architectures import ConvMixer as ConvMixer
+    from ._architectures import Residual as Residual
+    from ._architectures import architecture_kwargs as architecture_kwargs
+    from ._architectures import build_model as build_model
+    from ._architectures import check_state_dict as check_state_dict
+    from ._architectures import conv_mixer as conv_mixer
+    from ._architectures import infer_convmixer_paras as infer_convmixer_paras
+    from ._architectures import load_checkpoint as load_checkpoint
+    from ._architectures import load_weights as load_weights
+    from ._architectures import resolve_factory as resolve_factory
+    from ._export import ExportResult as ExportResult
+    from ._export import export_model as export_model
+    from ._export import export_onnx as export_onnx
+    from ._export import torch_outputs as torch_outputs
+    from ._export import verify_export as verify_export
+    from ._sweep import SweepResult as SweepResult
+    from ._sweep import sweep as sweep
+    from ._weight_swap import WeightSwapper as WeightSwapper
+    from ._weight_swap import initializer_map as initializer_map
+
+_LAZY = {
+    **dict.fromkeys(
+        ("BUILTIN_ARCHITECTURES", "Checkpoint", "ConvMixer", "Residual", "architecture_kwargs", "build_model",
+         "check_state_dict", "conv_mixer", "infer_convmixer_paras", "load_checkpoint", "load_weights",
+         "resolve_factory"), "._architectures"),
+    **dict.fromkeys(("ExportResult", "export_model", "export_onnx", "torch_outputs", "verify_export"), "._export"),
+    **dict.fromkeys(("SweepResult", "sweep"), "._sweep"),
+    **dict.fromkeys(("WeightSwapper", "initializer_map"), "._weight_swap"),
+}
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
+
+__all__ = [
+    "LIST_SUFFIXES", "ONNX_SUFFIXES", "checkpoint_names", "find_checkpoints", "is_onnx_path", "natural_sorted",
+    "InputSource", "collect_inputs", "PredictResult", "predict",
+    "DEFAULT_ATOL", "OUTPUT_KINDS", "OnnxRunner", "default_classes", "load_text_embeddings", "make_session",
+    "postprocess", "select_provider",
+    "ModelSpec", "Preprocessing", "read_spec", "spec_path", "write_spec",
+    *_LAZY,
+]

@@ -1,0 +1,75 @@
+"""Checkpoint lists (glob, list file or explicit paths), natural order and short names; no torch needed."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from .._images import natural_key
+
+__all__ = ["ONNX_SUFFIXES", "LIST_SUFFIXES", "is_onnx_path", "natural_sorted", "find_checkpoints", "checkpoint_names"]
+
+ONNX_SUFFIXES = (".onnx",)
+LIST_SUFFIXES = (".txt", ".list", ".lst")
+
+
+def is_onnx_path(path: str | os.PathLike[str]) -> bool:
+    """True for an exported ``.onnx`` model file name."""
+    return Path(path).suffix.lower() in ONNX_SUFFIXES
+
+
+def natural_sorted(items: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Paths sorted naturally by their full path string."""
+    return sorted((Path(p) for p in items), key=lambda p: natural_key(str(p)))
+
+
+def find_checkpoints(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Checkpoint paths from a glob, a list file (``.txt``/``.list``/``.lst``, one path a line, ``#`` comments,
+    relative to the list file) or an explicit sequence; naturally sorted, duplicates refused."""
+    if isinstance(spec, (str, os.PathLike)):
+        spec_path = Path(spec)
+        if spec_path.suffix.lower() in LIST_SUFFIXES:
+            paths = _read_list_file(spec_path)
+        elif spec_path.exists():
+            paths = [spec_path]
+        else:
+            paths = [Path(p) for p in glob.glob(os.fspath(spec), recursive=True) if not Path(p).is_dir()]
+            if not paths:
+                raise ValueError(f"no checkpoints match {os.fspath(spec)!r}")
+    else:
+        paths = [Path(p) for p in spec]
+        if not paths:
+            raise ValueError("no checkpoints given")
+    for path in paths:
+        if not path.exists():
+            raise ValueError(f"{path}: checkpoint not found")
+    ordered = natural_sorted(paths)
+    dupes = {str(p) for p in ordered if ordered.count(p) > 1}
+    if dupes:
+        raise ValueError(f"checkpoint listed twice: {sorted(dupes)[0]}")
+    return ordered
+
+
+def _read_list_file(path: Path) -> list[Path]:
+    if not path.is_file():
+        raise ValueError(f"{path}: checkpoint list file not found")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: checkpoint list is not a UTF-8 text file") from None
+    entries = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+    if not entries:
+        raise ValueError(f"{path}: checkpoint list is empty")
+    return [p if p.is_absolute() else path.parent / p for p in map(Path, entries)]
+
+
+def checkpoint_names(paths: Sequence[Path]) -> list[str]:
+    """Short unique names: paths relative to their common folder, suffix dropped, '/' kept as ':'."""
+    resolved = [p.resolve() for p in paths]
+    common = Path(os.path.commonpath([p.parent for p in resolved])) if resolved else Path()
+    names = [str(p.relative_to(common).with_suffix("")).replace(os.sep, ":") for p in resolved]
+    if len(set(names)) != len(names):
+        names = [str(p.relative_to(common)).replace(os.sep, ":") for p in resolved]
+    return names

@@ -1,0 +1,148 @@
+"""The model spec: how uint8 RGB images become the model input, class names, and the JSON beside an .onnx file.
+
+The spec (preprocessing + class names) lives in a JSON file beside each exported model (``model.onnx.json``)
+and is copied into every outputs file, so outputs can be reproduced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from epg_core import write_bytes_atomic
+
+__all__ = ["Preprocessing", "ModelSpec", "spec_path", "write_spec", "read_spec"]
+
+_RESIZE_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+                   "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How uint8 RGB images become the model input: resize, scale to [0, 1], mean/std, channel order.
+
+    Defaults are the paper's ConvMixer (128x128, mean = std = 0.5, i.e. inputs in [-1, 1]).
+    ``size`` is (height, width); ``channel_order`` "RGB" or "BGR"; the layout is always NCHW.
+    """
+
+    size: tuple[int, int] = (128, 128)
+    resize: str = "bilinear"
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    channel_order: str = "RGB"
+    layout: str = "NCHW"
+    scale: str = "0-1"  # pixel values divided by 255 before mean/std
+
+    def __post_init__(self) -> None:
+        size = tuple(int(s) for s in self.size)
+        if len(size) != 2 or min(size) < 1:
+            raise ValueError(f"preprocessing size must be (height, width) >= 1, got {self.size}")
+        mean, std = tuple(float(m) for m in self.mean), tuple(float(s) for s in self.std)
+        if len(mean) != 3 or len(std) != 3:
+            raise ValueError(f"preprocessing mean and std need 3 values each, got {self.mean} and {self.std}")
+        if min(std) <= 0:
+            raise ValueError(f"preprocessing std must be positive, got {self.std}")
+        if self.resize not in _RESIZE_FILTERS:
+            raise ValueError(f"preprocessing resize {self.resize!r} not in {sorted(_RESIZE_FILTERS)}")
+        if self.channel_order not in ("RGB", "BGR"):
+            raise ValueError(f"preprocessing channel_order must be 'RGB' or 'BGR', got {self.channel_order!r}")
+        if self.layout != "NCHW" or self.scale != "0-1":
+            raise ValueError(f"unsupported preprocessing layout/scale {self.layout!r}/{self.scale!r} (NCHW, 0-1)")
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (lists, not tuples)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:
+        """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass silently)."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown preprocessing keys {unknown} (known: {sorted(known)})")
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**fields)
+
+    def apply(self, images: np.ndarray) -> np.ndarray:
+        """uint8 ``[B, H, W, 3]`` RGB images -> float32 ``[B, 3, h, w]`` model input."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"images must be uint8 [B, H, W, 3], got {images.dtype} {images.shape}")
+        h, w = self.size
+        if images.shape[1:3] != (h, w):
+            images = np.stack([_resize(img, (h, w), self.resize) for img in images]) if len(images) else \
+                np.zeros((0, h, w, 3), np.uint8)
+        x = images.astype(np.float32) / np.float32(255.0)
+        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        if self.channel_order == "BGR":
+            x = x[..., ::-1]
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
+
+    def random_batch(self, batch: int, seed: int = 0) -> np.ndarray:
+        """A random batch of model inputs with the value range real images would have."""
+        rng = np.random.default_rng(seed)
+        pixels = rng.integers(0, 256, size=(batch, *self.size, 3), dtype=np.uint8)
+        return self.apply(pixels)
+
+
+def _resize(image: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
+    h, w = size
+    return np.asarray(Image.fromarray(image).resize((w, h), _RESIZE_FILTERS[method]), dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model file needs besides its graph: preprocessing, class names, and export provenance."""
+
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    classes: list[str] | None = None
+    input_name: str = "images"
+    output_name: str = "outputs"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": "epg-model-spec", "format_version": 1, "preprocessing": self.preprocessing.to_dict(),
+                "classes": self.classes, "input_name": self.input_name, "output_name": self.output_name,
+                "info": self.info}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
+        if data.get("format") != "epg-model-spec":
+            raise ValueError(f"not an epg model spec (format {data.get('format')!r})")
+        return cls(preprocessing=Preprocessing.from_dict(data.get("preprocessing", {})),
+                   classes=data.get("classes"), input_name=data.get("input_name", "images"),
+                   output_name=data.get("output_name", "outputs"), info=dict(data.get("info", {})))
+
+
+def spec_path(model_path: str | os.PathLike[str]) -> Path:
+    """Where the spec of ``model.onnx`` lives: ``model.onnx.json`` beside it."""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.name + ".json")
+
+
+def write_spec(model_path: str | os.PathLike[str], spec: ModelSpec) -> Path:
+    """Write the spec JSON beside the model, atomically."""
+    target = spec_path(model_path)
+    write_bytes_atomic(target, (json.dumps(spec.to_dict(), indent=2) + "\n").encode())
+    return target
+
+
+def read_spec(model_path: str | os.PathLike[str]) -> ModelSpec | None:
+    """The spec beside ``model_path``, or None if there is none."""
+    target = spec_path(model_path)
+    if not target.exists():
+        return None
+    try:
+        return ModelSpec.from_dict(json.loads(target.read_text()))
+    except (json.JSONDecodeError, ValueError, TypeError) as exc:
+        raise ValueError(f"{target}: invalid model spec ({str(exc).splitlines()[0]})") from None

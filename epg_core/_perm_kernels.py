@@ -1,0 +1,249 @@
+"""Statistic kernels of the shuffle test: ``kernel(prepared, perms [P, N], params, per_curve) -> [P, Bb]``.
+
+A block of curves arrives with the step axis first (``[N, Bb]``, or ``[N, Bb, C]`` for whole output
+vectors), so applying a permutation is a row gather. Two-tap stencils (unit or uniform spacing with
+np.gradient edges, forward, backward) gather from a table of pairwise distances ``|z_a - z_b|`` (or the
+norm of the vector difference), built once per block; wider stencils gather the permuted curve and apply
+the stencil as static slices.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from epg_core._derivative import host_plan
+from epg_core._errors import UsageError
+from epg_core._mi import ksg_mi
+from epg_core._stats import cell_widths
+
+Runs = tuple[tuple[int, int, tuple[int, ...]], ...]
+# Classes added into the distance table per step of its scan (bounds the [pairs, Bb, chunk] intermediate).
+CLASS_CHUNK = 8
+
+
+class Kernel(NamedTuple):
+    """A statistic ready for the scan.
+
+    ``prepare(block)`` builds what ``kernel`` gathers from; ``moments(prepared)`` gives the exact null mean
+    and standard deviation per curve, or is None where they are not available.
+    """
+
+    kernel: Callable[..., Array]
+    prepare: Callable[[Array], Array]
+    moments: Callable[[Array], tuple[Array, Array]] | None
+
+
+def _i32(a: np.ndarray) -> Array:
+    """A host index array as an int32 JAX constant (host int64 indices break when x64 is switched)."""
+    return jnp.asarray(a, dtype=jnp.int32)
+
+
+def stencil_runs(idx: Int[np.ndarray, "n w"], widths: Int[np.ndarray, " n"]) -> Runs:
+    """Split a stencil plan into runs of consecutive rows with the same tap offsets (static slices)."""
+    runs: list[tuple[int, int, tuple[int, ...]]] = []
+    for i in range(idx.shape[0]):
+        offs = tuple(int(v) - i for v in idx[i, : widths[i]])
+        if runs and runs[-1][2] == offs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1, offs)
+        else:
+            runs.append((i, i + 1, offs))
+    return tuple(runs)
+
+
+def two_tap_pairs(
+    idx: Int[np.ndarray, "n w"], weights: Float[np.ndarray, "n w"]
+) -> tuple[Int[np.ndarray, " n"], Int[np.ndarray, " n"], Float[np.ndarray, " n"]] | None:
+    """If every row is ``w * (y[a] - y[b])`` (uniform grids, forward/backward, np.gradient edges), its taps.
+
+    Returns ``(a, b, |w|)`` per row, or None for wider stencils (non-uniform central grids).
+    """
+    a, b, mag = [], [], []
+    for i in range(idx.shape[0]):
+        row = weights[i]
+        nz = np.nonzero(np.abs(row) > 1e-12 * np.max(np.abs(row)))[0]  # Fornberg rounding on uniform grids
+        if len(nz) != 2:
+            return None
+        wa, wb = weights[i, nz[0]], weights[i, nz[1]]
+        if abs(wa + wb) > 1e-12 * max(abs(wa), abs(wb)):
+            return None
+        a.append(idx[i, nz[1]])
+        b.append(idx[i, nz[0]])
+        mag.append(abs(wb))
+    return np.array(a, np.int32), np.array(b, np.int32), np.array(mag)
+
+
+def runs_to_plan(runs: Runs, n: int, taps: int) -> Int[np.ndarray, "n w"]:
+    """Rebuild the stencil indices of a plan from its runs."""
+    idx = np.zeros((n, taps), np.int64)
+    for r0, r1, offs in runs:
+        for j, o in enumerate(offs):
+            idx[r0:r1, j] = np.arange(r0, r1) + o
+    return idx
+
+
+def overlap_weights(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
+    """``K_k = sum w_i w_j`` over row pairs whose taps share k = 2, 1, 0 positions (exact-moment constants)."""
+    shared = ((a[:, None] == a[None, :]).astype(int) + (a[:, None] == b[None, :])
+              + (b[:, None] == a[None, :]) + (b[:, None] == b[None, :]))
+    ww = w[:, None] * w[None, :]
+    return tuple(float(np.sum(ww[shared == k])) for k in (2, 1, 0))  # type: ignore[return-value]
+
+
+def _pair_table(vector: bool, norm: str, n: int) -> Callable[[Array], Array]:
+    """``prepare``: the half table of pairwise distances, row ``hi*(hi+1)/2 + lo`` for ``hi >= lo``."""
+    lower = tuple(a.astype(np.int32) for a in np.tril_indices(n))
+
+    def scalar(yt: Array) -> Array:
+        l0, l1 = _i32(lower[0]), _i32(lower[1])
+        return jnp.abs(yt[l0] - yt[l1])
+
+    def vectors(yt: Array) -> Array:  # yt [N, Bb, C], C a multiple of CLASS_CHUNK (zero padded)
+        chunks = jnp.moveaxis(yt.reshape(n, yt.shape[1], -1, CLASS_CHUNK), 2, 0)
+
+        def add(acc: Array, zc: Array) -> tuple[Array, None]:
+            d = zc[_i32(lower[0])] - zc[_i32(lower[1])]
+            return acc + (jnp.sum(d * d, axis=-1) if norm == "l2" else jnp.sum(jnp.abs(d), axis=-1)), None
+
+        acc, _ = jax.lax.scan(add, jnp.zeros((len(lower[0]), yt.shape[1]), yt.dtype), chunks)
+        return jnp.sqrt(acc) if norm == "l2" else acc
+
+    return vectors if vector else scalar
+
+
+def _table_moments(n: int, mean_w: float, k2: float, k1: float, k0: float) -> Callable[[Array], tuple[Array, Array]]:
+    """Exact mean and SD of ``sum_i w_i h(pi(a_i), pi(b_i))`` over uniform permutations, from the half table.
+
+    ``E = D sum w`` with D the mean distance over distinct pairs (Gini's mean difference); the variance sums
+    ``w_i w_j Cov`` over row pairs, and the covariance depends only on how many positions the two pairs of taps
+    share (2, 1, 0): centred second moments over distinct pairs, triples and quadruples, each O(N^2).
+    """
+    hi_np, lo_np = (a.astype(np.int32) for a in np.tril_indices(n))
+    off_np = hi_np != lo_np
+    nn1 = n * (n - 1)
+    n3 = nn1 * (n - 2)
+    n4 = n3 * (n - 3)
+
+    def moments(table: Array) -> tuple[Array, Array]:
+        hi, lo, off = _i32(hi_np), _i32(lo_np), jnp.asarray(off_np)
+        d = 2.0 * jnp.sum(table, axis=0) / nn1
+        hc = jnp.where(off[:, None], table - d[None, :], 0.0)
+        q = 2.0 * jnp.sum(hc * hc, axis=0)
+        rows = jax.ops.segment_sum(hc, hi, n) + jax.ops.segment_sum(hc, lo, n)
+        r = jnp.sum(rows * rows, axis=0) - q
+        f = -2.0 * q - 4.0 * r
+        var = k2 * q / nn1
+        if n3:
+            var = var + k1 * r / n3
+        if n4:
+            var = var + k0 * f / n4
+        return d * mean_w, jnp.sqrt(jnp.maximum(var, 0.0))
+
+    return moments
+
+
+@functools.lru_cache(maxsize=64)
+def epg_kernel(runs: Runs, static_w: bytes, static_c: bytes, n: int, taps: int, vector: bool, norm: str) -> Kernel:
+    """EPG kernel for one stencil plan and grid (weights are compile-time constants)."""
+    w_np = np.frombuffer(static_w, dtype=np.float64).reshape(n, taps)
+    c_np = np.frombuffer(static_c, dtype=np.float64)
+    idx = runs_to_plan(runs, n, taps)
+    pairs = two_tap_pairs(idx, np.where(idx >= 0, w_np, 0.0))
+
+    if pairs is not None:
+        a_np, b_np, mag = pairs
+        coef_np = c_np * mag
+
+        def kernel(table: Array, perms: Array, params: Any, per_curve: Array) -> Array:
+            pa, pb = perms[:, _i32(a_np)], perms[:, _i32(b_np)]
+            hi, lo = jnp.maximum(pa, pb), jnp.minimum(pa, pb)
+            rows = hi * (hi + 1) // 2 + lo  # [P, N] composed pair indices
+            coef = jnp.asarray(coef_np, table.dtype)
+            return jnp.sum(table[rows] * coef[None, :, None], axis=1)
+
+        consts = overlap_weights(a_np, b_np, coef_np)
+        moments = _table_moments(n, float(np.sum(coef_np)), *consts)
+        return Kernel(kernel, _pair_table(vector, norm, n), moments)
+
+    def magnitude(v: Array) -> Array:
+        if not vector:
+            return jnp.abs(v)
+        return jnp.sqrt(jnp.sum(v * v, axis=-1)) if norm == "l2" else jnp.sum(jnp.abs(v), axis=-1)
+
+    def kernel_slices(yt: Array, perms: Array, params: Any, per_curve: Array) -> Array:
+        z = yt[perms]  # [P, N, Bb(, C)]: a row gather, curves contiguous
+        extra = (None,) * (z.ndim - 2)
+        total = jnp.zeros((perms.shape[0], yt.shape[1]), yt.dtype)
+        for r0, r1, offs in runs:
+            acc = None
+            for j, o in enumerate(offs):
+                col = w_np[r0:r1, j]
+                if not np.any(col):
+                    continue
+                wj = (jnp.asarray(col, z.dtype)[(None, slice(None), *extra)] if np.ptp(col)
+                      else jnp.asarray(col[0], z.dtype))
+                term = z[:, r0 + o:r1 + o] * wj
+                acc = term if acc is None else acc + term
+            if acc is not None:
+                total = total + jnp.sum(magnitude(acc) * jnp.asarray(c_np[r0:r1], z.dtype)[None, :, None], axis=1)
+        return total
+
+    return Kernel(kernel_slices, identity, None)
+
+
+def identity(yt: Array) -> Array:
+    """Kernels that gather from the curves themselves need no table."""
+    return yt
+
+
+def pearson_kernel(yt: Array, perms: Array, params: tuple[Array], per_curve: Array) -> Array:
+    """Pearson's rho of every permuted curve (means and norms are permutation invariant)."""
+    (xn,) = params  # [N] centred unit-norm grid; per_curve: [B] 1/||y - mean|| (NaN if constant)
+    return jnp.sum(yt[perms] * xn[None, :, None], axis=1) * per_curve[None, :]
+
+
+@functools.lru_cache(maxsize=8)
+def mi_kernel(k: int) -> Kernel:
+    """KSG mutual information between every permuted curve and the (standardised) property grid."""
+
+    def kernel(yt: Array, perms: Array, params: tuple[Array], per_curve: Array) -> Array:
+        (grid,) = params
+        z = jnp.moveaxis(yt[perms], 1, 2)  # [P, B, N]
+        return jax.vmap(jax.vmap(lambda c: ksg_mi(c, grid, k=k)))(z)
+
+    return Kernel(kernel, identity, None)
+
+
+@functools.lru_cache(maxsize=32)
+def callable_kernel(fn: Callable[..., Array], options: tuple[tuple[str, Any], ...]) -> Kernel:
+    """Wrap a user statistic ``fn(y[N], x[N], **options) -> scalar`` into a batched kernel."""
+    kw = dict(options)
+
+    def kernel(yt: Array, perms: Array, params: tuple[Array], per_curve: Array) -> Array:
+        (grid,) = params
+        z = jnp.moveaxis(yt[perms], 1, 2)  # [P, B, N]
+        return jax.vmap(jax.vmap(lambda c: fn(c, grid, **kw)))(z)
+
+    return Kernel(kernel, identity, None)
+
+
+def unit_norm_grid(grid: Float[np.ndarray, " n"]) -> Float[np.ndarray, " n"]:
+    """The centred grid scaled to unit norm (Pearson's x side)."""
+    xc = grid - grid.mean()
+    return xc / np.linalg.norm(xc)
+
+
+def make_epg_kernel(n: int, x: Any, weighting: str, vector: bool, norm: str, options: dict[str, Any]) -> Kernel:
+    """The EPG kernel for ``n`` steps on grid ``x`` (None: unit spacing) with the derivative ``options``."""
+    if weighting not in ("mean", "trapezoid"):
+        raise UsageError(f"unknown weighting {weighting!r}; use 'mean' or 'trapezoid'")
+    grid = np.arange(n, dtype=np.float64) if x is None else np.asarray(x, np.float64)
+    coef = np.full((n,), 1.0 / n) if weighting == "mean" else np.asarray(cell_widths(grid, xp=np))
+    idx, widths, w = host_plan(n, x, **options)
+    return epg_kernel(stencil_runs(idx, widths), w.tobytes(), coef.tobytes(), n, idx.shape[1], vector, norm)
