@@ -1,47 +1,30 @@
-"""``epg demo``, ``epg score`` and ``epg report``: thin commands over epg_core and the bridges."""
+"""``epg demo`` and ``epg score``: thin commands over epg_core and the bridges."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ._extras import needs_extras
-from ._options import Alternative, data_errors, permutation_options, quiet_option, threads_option
+from ._options import (
+    Alternative,
+    data_errors,
+    permutation_options,
+    quiet_option,
+    score_options_from,
+    scoring_options,
+    threads_option,
+)
 from ._table import echo_table
 
 
 def register(group: click.Group) -> None:
-    """Add ``demo``, ``score`` and ``report`` to ``group``."""
+    """Add ``demo`` and ``score`` to ``group``."""
     group.add_command(demo)
     group.add_command(score)
-    group.add_command(report)
-
-
-def scoring_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Options that choose what is scored: the output, the spacing, averaging and FDR."""
-    func = click.option("--class", "target", default=None, metavar="NAME|INDEX",
-                        help="Output to explain (default: the class predicted on the original image).")(func)
-    func = click.option("--spacing", type=click.Choice(["step", "values"]), default="step", show_default=True,
-                        help="Unit steps (as in the paper) or the stored property values as the grid.")(func)
-    func = click.option("--mean-over-sequences", is_flag=True,
-                        help="Average each model x checkpoint's curves over the sequences first "
-                             "(paper Tables 6-7).")(func)
-    func = click.option("--fdr", "use_fdr", is_flag=True,
-                        help="Benjamini-Hochberg across the whole sweep (significant = q <= alpha).")(func)
-    return permutation_options(func)
-
-
-def _score_options(target: str | None, spacing: str, mean_over_sequences: bool, use_fdr: bool,
-                   n_permutations: int, alternative: str, alpha: float, seed: int) -> Any:
-    from epg_core import ScoreOptions
-
-    return ScoreOptions(target=target, spacing=spacing, mean_over_sequences=mean_over_sequences,  # type: ignore[arg-type]
-                        n_permutations=n_permutations, alternative=alternative, seed=seed, alpha=alpha,
-                        use_fdr=use_fdr)
 
 
 SHORT_COLUMNS = ["model", "checkpoint", "sequence", "output", "epg", "pvalue", "significant", "flips", "pearson"]
@@ -55,9 +38,7 @@ SHORT_COLUMNS = ["model", "checkpoint", "sequence", "output", "epg", "pvalue", "
 @click.option("--rows", "show_rows", type=int, default=20, show_default=True, help="Rows of the table to print.")
 @quiet_option
 @data_errors
-def score(outputs: Path, target: str | None, spacing: str, mean_over_sequences: bool, use_fdr: bool,
-          n_permutations: int, alternative: str, alpha: float, seed: int, csv_path: Path | None,
-          show_rows: int, quiet: bool) -> None:
+def score(outputs: Path, csv_path: Path | None, show_rows: int, quiet: bool, **kwargs: Any) -> None:
     """Score an outputs file: EPG, shuffle test, flips and Pearson rho for every model x checkpoint x sequence.
 
     Writes the tidy scores table as CSV and as the /scores dataset of OUTPUTS.
@@ -65,13 +46,14 @@ def score(outputs: Path, target: str | None, spacing: str, mean_over_sequences: 
     \b
     Example:
         epg score outputs.h5 --class cat --fdr
-        epg score outputs.h5 --mean-over-sequences --spacing values --permutations 10000
+        epg score outputs.h5 --group-by property --spacing values --permutations 10000
     """
     from tqdm import tqdm
 
     import epg_core as E
 
-    opts = _score_options(target, spacing, mean_over_sequences, use_fdr, n_permutations, alternative, alpha, seed)
+    opts = score_options_from(kwargs)
+    alpha, alternative, n_permutations, use_fdr = opts.alpha, opts.alternative, opts.n_permutations, opts.use_fdr
     with tqdm(desc="scoring curves", unit="curve", disable=quiet, leave=False) as bar:
         def tick(n: int) -> None:
             bar.update(n)
@@ -88,37 +70,6 @@ def score(outputs: Path, target: str | None, spacing: str, mean_over_sequences: 
     echo_table(rows[:show_rows], SHORT_COLUMNS)
     if len(rows) > show_rows:
         click.echo(f"... {len(rows) - show_rows} more rows in {csv_path}")
-
-
-@click.command()
-@click.argument("outputs", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for the PNGs and index.html (default: OUTPUTS without suffix + '-report').")
-@click.option("--interventions", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Interventions file, for strips of the intervention images.")
-@scoring_options
-@quiet_option
-@data_errors
-@needs_extras("report", "report")
-def report(outputs: Path, out_dir: Path | None, interventions: Path | None, target: str | None, spacing: str,
-           mean_over_sequences: bool, use_fdr: bool, n_permutations: int, alternative: str, alpha: float,
-           seed: int, quiet: bool) -> None:
-    """Draw the evidence as PNGs plus one index.html: curves, null distributions, EPG over checkpoints.
-
-    \b
-    Example:
-        epg report outputs.h5 --interventions interventions.h5 --out report/
-    """
-    from epg_bridges.report import build_report
-
-    opts = _score_options(target, spacing, mean_over_sequences, use_fdr, n_permutations, alternative, alpha, seed)
-    out_dir = out_dir or outputs.with_name(outputs.stem + "-report")
-    say = (lambda _m: None) if quiet else (lambda m: click.echo(f"  plotting {m}", err=True))
-    paths = build_report(outputs, out_dir, options=opts, interventions_path=interventions, progress=say)
-    for key in ("strips", "curves", "over_checkpoints", "nulls"):
-        for p in paths[key]:
-            click.echo(str(p))
-    click.echo(f"report: {paths['index']}")
 
 
 def _curves_table(n_permutations: int, alternative: Alternative, alpha: float, seed: int) -> None:

@@ -67,3 +67,38 @@ def permutation_options(func: F) -> F:
     func = click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True),
                         default=0.01, show_default=True, help="Significance level.")(func)
     return seed_option(func)
+
+
+def scoring_options(func: F) -> F:
+    """Options that choose what is scored (``score``, ``report``, ``demo``): output, grid, groups, FDR, precision."""
+    func = click.option("--class", "target", default=None, metavar="NAME|INDEX",
+                        help="Output to explain (default: the class predicted on the original image; for a group, "
+                             "the majority over its originals).")(func)
+    func = click.option("--all-classes", is_flag=True,
+                        help="Score the whole output vector (norm of the vector derivative): no class to choose.")(func)
+    func = click.option("--spacing", type=click.Choice(["step", "values"]), default="step", show_default=True,
+                        help="Unit steps (as in the paper) or the stored property values as the grid.")(func)
+    func = click.option("--group-by", type=click.Choice(["none", "property", "image"]), default="none",
+                        show_default=True,
+                        help="Also score groups of sequences: the mean curve (paper Tables 2, 6, 7) and the mean of "
+                             "the per-curve EPGs (Table 4).")(func)
+    func = click.option("--mean-over-sequences", is_flag=True, hidden=True,
+                        help="v1 name of --group-by property.")(func)
+    func = click.option("--fdr", "use_fdr", is_flag=True,
+                        help="Benjamini-Hochberg across the whole study (significant = q <= alpha).")(func)
+    func = click.option("--precision", type=click.Choice(["float32", "float64"]), default="float32",
+                        show_default=True, help="Precision of the shuffle test.")(func)
+    return permutation_options(func)
+
+
+def score_options_from(kwargs: dict[str, Any]) -> Any:
+    """``epg_core.ScoreOptions`` from the values of ``scoring_options`` (pops them from ``kwargs``)."""
+    from epg_core import ScoreOptions
+
+    group_by = kwargs.pop("group_by")
+    if kwargs.pop("mean_over_sequences") and group_by == "none":
+        group_by = "property"
+    return ScoreOptions(target=kwargs.pop("target"), all_classes=kwargs.pop("all_classes"),
+                        spacing=kwargs.pop("spacing"), group_by=group_by, use_fdr=kwargs.pop("use_fdr"),
+                        precision=kwargs.pop("precision"), n_permutations=kwargs.pop("n_permutations"),
+                        alternative=kwargs.pop("alternative"), alpha=kwargs.pop("alpha"), seed=kwargs.pop("seed"))

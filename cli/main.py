@@ -36,9 +36,10 @@ def cli() -> None:
     _enable_compilation_cache()
 
 
-from . import _bench, _core, _intervene, _models  # noqa: E402  (registration)
+from . import _bench, _core, _intervene, _models, _report  # noqa: E402  (registration)
 
 _core.register(cli)
+_report.register(cli)
 _bench.register(cli)
 _intervene.register(cli)
 _models.register(cli)
