@@ -7,12 +7,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 SCIPY_BATCH = 16
 DATA_SEED = 20260101

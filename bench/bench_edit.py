@@ -1,6 +1,6 @@
 """Benchmark: batched InstructPix2Pix guidance sweep vs. one stock pipeline call per scale (the authors' loop).
 
-    python bench/bench_edit.py [--quick] [--json PATH] [--real-size] [--device cuda]
+    python -m epg_bench.bench_edit [--quick] [--json PATH] [--real-size] [--device cuda]
 
 Default: the tiny random pipeline of ``epg_bridges.testing.tiny_random_pipeline`` on the CPU. ``--real-size``
 builds a random-weight pipeline with Stable Diffusion 1.5 / InstructPix2Pix dimensions (860M-parameter UNet,
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from epg_bridges.interventions import pix2pix_sweep, quiet_libraries, select_device
+from epg_bridges.interventions import Pix2PixOptions, pix2pix_sweep, quiet_libraries, select_device
 from epg_bridges.testing import tiny_random_pipeline, tiny_tokenizer
 
 PROMPT = "make it a cat"
@@ -88,8 +88,8 @@ def _per_scale(pipe: Any, image: Image.Image, scales: np.ndarray, steps: int) ->
 
 
 def _batched(pipe: Any, image: Image.Image, scales: np.ndarray, steps: int, batch_size: int) -> np.ndarray:
-    return pix2pix_sweep(pipe, image, PROMPT, scales, image_guidance_scale=IMAGE_GUIDANCE,
-                         num_inference_steps=steps, seed=SEED, batch_size=batch_size)
+    options = Pix2PixOptions(image_guidance_scale=IMAGE_GUIDANCE, num_inference_steps=steps, batch_size=batch_size)
+    return pix2pix_sweep(pipe, image, PROMPT, scales, options, seed=SEED)
 
 
 def _timed(device: torch.device, repeats: int, fn: Any, *args: Any) -> tuple[float, np.ndarray]:

@@ -8,7 +8,7 @@ Measures (one run, this machine):
 Uses ../shared/reference/propgrad (beside the checkout) when present, else a randomly initialised ConvMixer
 with the reference ``paras``. Prints a markdown table with ratios; ``--json PATH`` also writes the numbers.
 
-    python bench/bench_models.py [--quick] [--json PATH] [--threads N]
+    python -m epg_bench.bench_models [--quick] [--json PATH] [--threads N]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import torch
 from epg_bridges.models import (
     OnnxRunner,
     Preprocessing,
+    RunOptions,
     build_model,
     conv_mixer,
     export_model,
@@ -38,7 +39,8 @@ from epg_bridges.models import (
     select_provider,
     sweep,
 )
-from epg_core import InterventionSequence, OutputsBlock, set_checkpoint_outputs, write_interventions, write_outputs
+from epg_bridges.testing import noise_interventions, perturbed_checkpoints
+from epg_core import OutputsBlock, set_checkpoint_outputs, write_outputs
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "propgrad"
 REFERENCE_CKPT = REFERENCE / "checkpoints" / "cats-vs-dogs" / "convmixer_unbiased.pth"
@@ -54,37 +56,17 @@ def _base_state() -> tuple[dict[str, torch.Tensor], str]:
     return conv_mixer(**PARAS).state_dict(), "random init (reference assets not found)"
 
 
-def _write_checkpoints(folder: Path, base: dict[str, torch.Tensor], count: int) -> list[Path]:
-    """``count`` checkpoints: the base weights plus small distinct perturbations (a fake training run)."""
-    paths = []
-    for i in range(count):
-        gen = torch.Generator().manual_seed(i)
-        state = {k: (v + 1e-3 * torch.randn(v.shape, generator=gen)) if v.is_floating_point() and "running_var"
-                 not in k else v.clone() for k, v in base.items()}
-        path = folder / f"epoch_{i + 1}.pth"
-        torch.save({"paras": PARAS, "state_dict": state}, path)
-        paths.append(path)
-    return paths
-
-
-def _write_inputs(path: Path, n_images: int) -> Path:
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (n_images, 128, 128, 3), dtype=np.uint8)
-    seq = InterventionSequence(images, np.linspace(0, 1, n_images), {"source": "synthetic", "property": "noise",
-                                                                     "unit": "", "includes_original": True})
-    return write_interventions(path, {"bench": seq})
-
-
 def bench_sweeps(folder: Path, n_ckpt: int, n_images: int, threads: int) -> dict[str, float]:
     """Seconds for a weight-swap sweep and a re-export-per-checkpoint loop over the same checkpoints."""
     base, _ = _base_state()
-    paths = _write_checkpoints(folder, base, n_ckpt)
-    inputs = _write_inputs(folder / "iv.h5", n_images)
+    paths = perturbed_checkpoints(folder, PARAS, base, n_ckpt, 1e-3)
+    inputs = noise_interventions(folder / "iv.h5", n_images)
 
     stamps: list[float] = []
     t0 = time.perf_counter()
-    result = sweep([str(p) for p in paths], [inputs], folder / "swap.h5", preprocessing=PREP, quiet=True,
-                   threads=threads, on_checkpoint=lambda i, n: stamps.append(time.perf_counter()))
+    options = RunOptions(preprocessing=PREP, threads=threads)
+    result = sweep([str(p) for p in paths], [inputs], folder / "swap.h5", options,
+                   progress=lambda done, _total: stamps.append(time.perf_counter()) if done else None)
     swap_total = time.perf_counter() - t0
     assert len(result.computed) == n_ckpt
     steady = statistics.median(np.diff([t0, *stamps])[1:]) if n_ckpt > 1 else swap_total

@@ -1,11 +1,11 @@
 """Benchmark of the shuffle test (issue 3): ``epg_core.permutation_test`` against the authors' loop and scipy.
 
-Run from the repository root (or ``epg bench`` from an editable install)::
+The harness is installed with the package as ``epg_bench`` (the repository's ``bench/`` folder)::
 
-    python -m bench.permutation                       # full run, a few minutes on 2 cores
-    python -m bench.permutation --quick               # ~30 s: smaller K for the baselines, extrapolated
-    python -m bench.permutation --case sweep --json bench.json
-    python -m bench.permutation --one sweep epg32 --out r.json   # one implementation, one case
+    epg bench                                             # full run, a few minutes on 2 cores
+    python -m epg_bench.permutation --quick               # ~30 s: smaller K for the baselines, extrapolated
+    python -m epg_bench.permutation --case sweep --json bench.json
+    python -m epg_bench.permutation --one sweep epg32 --out r.json   # one implementation, one case
 
 Cases (all with K = 10,000 shuffles, two-sided p-values, unit spacing): ``one`` = one curve of N = 101 steps
 (the authors' original + 100 edits), ``sweep`` = 1,616 curves x 101 steps (8 architectures x 2
@@ -89,7 +89,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from ._perm_cases import CASES as CASES
-from ._perm_cases import ERRCORR_FULL, ERRCORR_LABELS, ERRCORR_QUICK, REPO_ROOT, SCIPY_BATCH
+from ._perm_cases import ERRCORR_FULL, ERRCORR_LABELS, ERRCORR_QUICK, SCIPY_BATCH
 from ._perm_cases import IMPL_LABELS as IMPL_LABELS
 from ._perm_cases import IMPLS as IMPLS
 from ._perm_cases import Case as Case
@@ -100,6 +100,8 @@ from ._perm_cases import max_z_bound as max_z_bound
 from ._perm_errcorr import exact_pvalues as exact_pvalues
 from ._perm_errcorr import run_errcorr
 from ._perm_impls import run_authors, run_epg, run_scipy_batch, run_scipy_curve
+
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 # --------------------------------------------------------------------------------------------------
 # Orchestration
@@ -134,18 +136,20 @@ def _busy_cpu_s() -> float | None:
 
 
 def _run_child(spec: str, impl: str, quick: bool, tmp: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """``python -m bench.permutation --one SPEC IMPL`` in a fresh process; its JSON result, or an error."""
+    """``python -m epg_bench.permutation --one SPEC IMPL`` in a fresh process (the installed package; a source
+    run as ``python -m bench.permutation`` puts its checkout on the child's path); its JSON result, or an error."""
     out = tmp / f"{spec.replace(':', '_')}-{impl}.json"
-    cmd = [sys.executable, "-m", "bench.permutation", "--one", spec, impl, "--out", str(out)]
-    if quick:
-        cmd.append("--quick")
+    package = __package__ or "epg_bench"
+    cmd = [sys.executable, "-m", f"{package}.permutation", "--one", spec, impl, "--out", str(out)] + \
+        (["--quick"] if quick else [])
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    if package == "bench":
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_DIR.parent), env.get("PYTHONPATH")]))
     env.pop("JAX_ENABLE_X64", None)  # each child sets its own precision
     log(f"[bench] {spec} {impl} ...")
     busy0, own0 = _busy_cpu_s(), resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     busy1, own1 = _busy_cpu_s(), resource.getrusage(resource.RUSAGE_CHILDREN)
     foreign = None
@@ -361,7 +365,8 @@ def _jsonable(obj: Any) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.permutation", description=(__doc__ or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m epg_bench.permutation",
+                                     description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="~30 s run: smaller K for the baselines, extrapolated")
     parser.add_argument("--json", metavar="PATH", help="write the numbers as JSON")
     parser.add_argument("--case", action="append", choices=sorted(CASES), help="case(s) to run (default: all)")

@@ -11,9 +11,11 @@ import click
 from ._extras import needs_extras
 from ._options import (
     Alternative,
-    data_errors,
+    out_option,
     permutation_options,
+    precision_option,
     quiet_option,
+    refuse_collisions,
     score_options_from,
     scoring_options,
     threads_option,
@@ -28,45 +30,52 @@ def register(group: click.Group) -> None:
 
 
 SHORT_COLUMNS = ["model", "checkpoint", "sequence", "output", "epg", "pvalue", "significant", "flips", "pearson"]
+VERDICT_COLUMNS = ["significant", "model", "property", "output", "epg", "pvalue", "flips", "ratio", "n_curves"]
 
 
 @click.command()
 @click.argument("outputs", type=click.Path(dir_okay=False, path_type=Path))
 @scoring_options
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the scores CSV (default: OUTPUTS with .scores.csv).")
-@click.option("--rows", "show_rows", type=int, default=20, show_default=True, help="Rows of the table to print.")
+@out_option("Where to write the scores CSV (default: OUTPUTS with .scores.csv).", extra_names=["--csv"])
+@click.option("--rows", "show_rows", type=click.IntRange(0, 10**9), default=20, show_default=True,
+              help="Rows of the table to print.")
 @quiet_option
-@data_errors
-def score(outputs: Path, csv_path: Path | None, show_rows: int, quiet: bool, **kwargs: Any) -> None:
+def score(outputs: Path, out: Path | None, show_rows: int, quiet: bool, **kwargs: Any) -> None:
     """Score an outputs file: EPG, shuffle test, flips and Pearson rho for every model x checkpoint x sequence.
 
     Writes the tidy scores table as CSV and as the /scores dataset of OUTPUTS.
 
     \b
     Example:
-        epg score outputs.h5 --class cat --fdr
+        epg score outputs.h5 --class cat --fdr -o scores.csv
         epg score outputs.h5 --group-by property --spacing values --permutations 10000
     """
     from tqdm import tqdm
 
     import epg_core as E
 
+    csv_path = out or outputs.with_suffix(".scores.csv")
+    refuse_collisions({"scores CSV": csv_path}, [outputs])
     opts = score_options_from(kwargs)
     alpha, alternative, n_permutations, use_fdr = opts.alpha, opts.alternative, opts.n_permutations, opts.use_fdr
-    with tqdm(desc="scoring curves", unit="curve", disable=quiet, leave=False) as bar:
+    with tqdm(desc="scoring curves", unit="curve", disable=True if quiet else None, leave=False) as bar:
         def tick(n: int) -> None:
             bar.update(n)
 
         rows = E.score_outputs(outputs, opts, progress=tick)
-    csv_path = csv_path or outputs.with_suffix(".scores.csv")
     E.write_scores_csv(csv_path, rows)
     E.write_scores(outputs, rows)
     click.echo(f"scores: {csv_path}")
     click.echo(f"scores dataset: {outputs}:/scores")
-    n_sig = sum(r["significant"] for r in rows)
-    click.echo(f"{len(rows)} curves, {n_sig} significant at {alpha} ({alternative}, K={n_permutations}"
+    curves = [r for r in rows if r["aggregate"] == "none"]
+    n_sig = sum(r["significant"] for r in curves)
+    click.echo(f"{len(curves)} curves, {n_sig} significant at {alpha} ({alternative}, K={n_permutations}"
                f"{', BH-FDR' if use_fdr else ''})")
+    if opts.group_by != "none":
+        click.echo("verdict: the mean curve of each model x group at the model's last checkpoint")
+        echo_table(E.verdict_rows(rows), VERDICT_COLUMNS)
+        click.echo(f"every row (per curve, per group, per checkpoint) is in {csv_path}")
+        return
     echo_table(rows[:show_rows], SHORT_COLUMNS)
     if len(rows) > show_rows:
         click.echo(f"... {len(rows) - show_rows} more rows in {csv_path}")
@@ -94,31 +103,33 @@ def _curves_table(n_permutations: int, alternative: Alternative, alpha: float, s
 
 
 @click.command()
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("epg-out/demo"),
-              show_default=True, help="Folder for every file the demo writes.")
-@click.option("--quick", is_flag=True, help="Smaller data set, fewer epochs, images and steps (about 15 s).")
+@out_option("Folder for every file the demo writes (its study.toml can be rerun with `epg run`).",
+            default=Path("epg-out/demo"), file=False)
+@click.option("--quick", is_flag=True, help="Smaller data set, fewer epochs and steps (about a minute).")
 @click.option("--curves-only", is_flag=True, help="Only the Fig. 9 example curves, no models.")
 @click.option("--reference", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Run with the paper's ConvMixer checkpoints and photos (the propgrad reference folder).")
+              help="Run the paper's three ConvMixer checkpoints on its four photos (the propgrad reference folder).")
+@click.option("--no-report", is_flag=True, help="Stop after scoring.")
 @permutation_options
+@precision_option
 @threads_option
 @quiet_option
-@data_errors
 @needs_extras("demo", "torch", "report")
-def demo(out_dir: Path, quick: bool, curves_only: bool, reference: Path | None, n_permutations: int,
-         alternative: Alternative, alpha: float, seed: int, threads: int, quiet: bool) -> None:
-    """Run the whole method on a built-in known-bias scenario: no downloads, no files of your own.
+def demo(out: Path, quick: bool, curves_only: bool, reference: Path | None, no_report: bool, n_permutations: int,
+         alternative: Alternative, alpha: float, seed: int, precision: str, threads: int, quiet: bool) -> None:
+    """Run the whole method on a built-in known-bias study: no downloads, no files of your own.
 
     Part 1 scores the paper's Fig. 9 example curves. Part 2 generates disks and squares whose background
     brightness is correlated with the label, trains a biased and an unbiased ConvMixer (seconds, seeded),
-    darkens the background (biased property) and rotates the hue (irrelevant property) of held-out
-    images, sweeps every epoch's checkpoint through ONNX Runtime, scores with the shuffle test and draws
-    the report. With --reference the same pipeline runs on the paper's checkpoints and photos.
+    and runs the built-in study file on four held-out images: darken the background (biased property) and
+    rotate the hue (irrelevant property), sweep every epoch's checkpoint through ONNX Runtime, score the mean
+    behaviour per property with the shuffle test and draw the report. With --reference the paper's three
+    checkpoints run on its four photos. A rerun recomputes only what changed.
 
     \b
     Example:
         epg demo
-        epg demo --quick --out /tmp/demo
+        epg demo --quick -o /tmp/demo
         epg demo --reference ../shared/reference/propgrad
     """
     _curves_table(n_permutations, alternative, alpha, seed)
@@ -127,26 +138,24 @@ def demo(out_dir: Path, quick: bool, curves_only: bool, reference: Path | None, 
     from epg_bridges.demo import DemoConfig, run_demo, run_reference
 
     base = DemoConfig.quick() if quick else DemoConfig()
-    cfg = dataclasses.replace(base, seed=seed, threads=threads, n_permutations=n_permutations)
+    cfg = dataclasses.replace(base, seed=seed, threads=threads, n_permutations=n_permutations, precision=precision)
     say = (lambda _m: None) if quiet else (lambda m: click.echo(f"  .. {m}", err=True))
     click.echo("")
     if reference is not None:
-        click.echo(f"== Paper reference models on their photos ({reference})")
-        result = run_reference(out_dir, reference, cfg, quiet=quiet, say=say)
-        echo_table([{"model / property": k, "mean EPG": v} for k, v in result.check.items()],
-                   ["model / property", "mean EPG"])
+        click.echo(f"== The paper's cats-vs-dogs models on its four photos ({reference})")
+        result = run_reference(out, reference, cfg, say=say, report=not no_report)
     else:
-        click.echo("== Known-bias scenario (paper Sec. 4.1 / Table 2)")
-        result = run_demo(out_dir, cfg, quiet=quiet, say=say)
-        last = {m: [r["checkpoint"] for r in result.rows if r["model"] == m][-1] for m in ("biased", "unbiased")}
-        final = [r for r in result.rows if r["checkpoint"] == last[r["model"]]]
-        echo_table(final, SHORT_COLUMNS)
+        click.echo("== Known-bias scenario (paper Sec. 4.1 / Table 2): mean behaviour over "
+                   f"{cfg.n_images} images per property, last epoch")
+        result = run_demo(out, cfg, say=say, report=not no_report)
+    echo_table(result.verdict, VERDICT_COLUMNS)
+    if reference is None:
         c = result.check
         click.echo(f"biased model: EPG(background) / EPG(hue) = {c['ratio']:.1f}x, background significant: "
-                   f"{c['biased_background_significant']}, flips: {c['biased_background_flips']}; "
-                   f"unbiased model flips: {c['unbiased_flips']}")
+                   f"{'yes' if c['biased_background_significant'] else 'no'}, flips on the images: "
+                   f"{c['biased_background_flips']}; unbiased model flips: {c['unbiased_flips']}")
         click.echo("reproduces the paper's Table 2 pattern: " + ("YES" if c["reproduces_table2"] else "NO"))
-    click.echo(f"interventions: {result.interventions}")
-    click.echo(f"outputs: {result.outputs}")
+    click.echo(f"study: {result.study}")
     click.echo(f"scores: {result.scores_csv}")
-    click.echo(f"report: {result.report}")
+    if result.report is not None:
+        click.echo(f"report: {result.report}")

@@ -1,19 +1,20 @@
-"""``epg export``, ``epg predict`` and ``epg sweep``: thin wrappers over ``epg_bridges``."""
+"""``epg export``, ``epg export-clip``, ``epg predict`` and ``epg sweep``: thin wrappers over ``epg_bridges``."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import sys
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from ._errors import Interrupted
 from ._extras import needs_extras
-from ._options import data_errors, quiet_option, threads_option
+from ._options import executor_options, out_option, progress_bar, quiet_option, refuse_collisions, threads_option
 from ._table import format_table
+from ._types import SIZE, FiniteRange, Floats3, JsonObject, NameList
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,176 +24,192 @@ _KINDS = ("probabilities", "logits", "cosine")
 # --------------------------------------------------------------------------- option groups
 
 
-def _floats3(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, float, float] | None:
-    """'0.5' -> (0.5, 0.5, 0.5); '0.485,0.456,0.406' -> a triple."""
-    if value is None:
-        return None
-    try:
-        parts = [float(v) for v in value.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"expected one number or three comma-separated numbers, got {value!r}") from None
-    if len(parts) == 1:
-        parts *= 3
-    if len(parts) != 3:
-        raise click.BadParameter(f"expected one number or three comma-separated numbers, got {value!r}")
-    return (parts[0], parts[1], parts[2])
-
-
-def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
-    """'128' -> (128, 128); '224x160' -> (224, 160) as height x width."""
-    if value is None:
-        return None
-    try:
-        parts = [int(v) for v in value.lower().split("x")]
-    except ValueError:
-        raise click.BadParameter(f"expected SIZE or HEIGHTxWIDTH, got {value!r}") from None
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or min(parts) < 1:
-        raise click.BadParameter(f"expected SIZE or HEIGHTxWIDTH with positive numbers, got {value!r}")
-    return (parts[0], parts[1])
-
-
-def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
-def _json_kwargs(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON ({exc.msg}): {value!r}") from None
-    if not isinstance(parsed, dict):
-        raise click.BadParameter(f"expected a JSON object of keyword arguments, got {value!r}")
-    return parsed
-
-
 def _architecture_options(func: F) -> F:
-    func = click.option("--arch-kwargs", callback=_json_kwargs, default=None, metavar="JSON",
-                        help="Keyword arguments for the architecture, overriding the checkpoint's 'paras'.")(func)
+    func = click.option("--no-ema", is_flag=True,
+                        help="Take a timm checkpoint's raw weights instead of its EMA weights (state_dict_ema).")(func)
+    func = click.option("--arch-kwargs", type=JsonObject(), default=None,
+                        help="Keyword arguments for the architecture, overriding the checkpoint's 'paras' (for "
+                             "--arch hf: config fields).")(func)
     return click.option("--arch", "architecture", default="convmixer", show_default=True, metavar="NAME",
-                        help="'convmixer' or a 'package.module:function' factory returning an nn.Module.")(func)
+                        help="convmixer | hf (a transformers model folder from save_pretrained) | timm:NAME | "
+                             "torchvision:NAME | package.module:function (any callable returning an nn.Module).")(func)
 
 
 def _preprocessing_options(func: F) -> F:
     func = click.option("--channel-order", type=click.Choice(["RGB", "BGR"]), default=None,
                         help="Channel order of the model input [default: RGB].")(func)
-    func = click.option("--resize", type=click.Choice(["bilinear", "bicubic", "nearest", "lanczos"]),
+    func = click.option("--interpolation", type=click.Choice(["bilinear", "bicubic", "nearest", "lanczos"]),
                         default=None, help="Resize filter [default: bilinear].")(func)
-    func = click.option("--std", callback=_floats3, default=None, metavar="S[,S,S]",
+    func = click.option("--crop-pct", type=FiniteRange(0.05, 1), default=None,
+                        help="Fraction of the resized image the centre crop keeps (ImageNet: 0.875, i.e. 256 -> "
+                             "224; CLIP: 1) [default: 1].")(func)
+    func = click.option("--crop", type=click.Choice(["none", "center"]), default=None,
+                        help="Centre-crop --size out of the resized image [default: none].")(func)
+    func = click.option("--resize", type=click.Choice(["stretch", "shortest"]), default=None,
+                        help="stretch: scale to --size ignoring the aspect ratio; shortest: scale the shorter side "
+                             "to size / crop-pct keeping it (use with --crop center, the torchvision/timm/CLIP "
+                             "evaluation transform) [default: stretch]. The filter is --interpolation.")(func)
+    func = click.option("--std", type=Floats3(positive=True), default=None, metavar="S[,S,S]",
                         help="Per-channel std after scaling to [0, 1] [default: 0.5].")(func)
-    func = click.option("--mean", callback=_floats3, default=None, metavar="M[,M,M]",
+    func = click.option("--mean", type=Floats3(), default=None, metavar="M[,M,M]",
                         help="Per-channel mean after scaling to [0, 1] [default: 0.5].")(func)
-    return click.option("--size", callback=_size, default=None, metavar="N|HxW",
-                        help="Model input size [default: 128, or the spec beside an .onnx model].")(func)
+    return click.option("--size", type=SIZE, default=None,
+                        help="Model input size, N or WIDTHxHEIGHT. A model that carries its preprocessing (the "
+                             "spec beside an .onnx file, an HF folder's preprocessor_config.json, a checkpoint's "
+                             "'preprocessing', timm/torchvision metadata) is run with it; options given here replace "
+                             "its fields, and the run says so. Other models need --size (ConvMixer: 128, with a "
+                             "notice).")(func)
 
 
 def _output_options(func: F) -> F:
-    func = click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+    func = click.option("--batch-size", type=click.IntRange(1, 65_536), default=32, show_default=True,
                         help="Images per ONNX Runtime call.")(func)
     func = click.option("--sequence", "sequences", multiple=True,
-                        help="Only this sequence of the interventions file (repeatable).")(func)
+                        help="Only this sequence of the interventions file(s) (repeatable).")(func)
     func = click.option("--model-name", default=None, help="Name of the model group in the outputs file.")(func)
-    func = click.option("--text-embeddings", type=click.Path(dir_okay=False), default=None,
+    func = click.option("--text-embeddings", type=click.Path(dir_okay=False, path_type=Path), default=None,
                         help="Text embeddings .npy [C, D] or [C, K, D] for --kind cosine.")(func)
     func = click.option("--kind", "output_kind", type=click.Choice(_KINDS), default="probabilities",
                         show_default=True, help="Stored outputs: softmax probabilities, logits or cosine.")(func)
-    func = click.option("--classes", callback=_names, default=None, metavar="A,B,...",
-                        help="Output names (default: from the model spec, else class_0, class_1, ...).")(func)
-    return click.option("--out", "-o", type=click.Path(dir_okay=False), default="outputs.h5", show_default=True,
-                        help="Outputs HDF5 file (blocks of other models are kept).")(func)
+    func = _classes_options(func)
+    return out_option("Outputs HDF5 file (blocks of other models are kept).", default=Path("outputs.h5"))(func)
 
 
-def _preprocessing(base: Any, size: Any, mean: Any, std: Any, resize: Any, channel_order: Any) -> Any:
-    """``base`` (a Preprocessing, or None for the defaults) with the given options replaced."""
-    from epg_bridges.models import Preprocessing
+def _classes_options(func: F) -> F:
+    func = click.option("--classes-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        help="Output names, one a line (e.g. the 1,000 ImageNet classes); instead of --classes.")(func)
+    return click.option("--classes", type=NameList(), default=None,
+                        help="Output names (default: the model's own, e.g. an HF config's id2label or the spec "
+                             "beside an .onnx model, else class_0, class_1, ...).")(func)
 
-    base = base or Preprocessing()
-    changes = {k: v for k, v in {"size": size, "mean": mean, "std": std, "resize": resize,
-                                 "channel_order": channel_order}.items() if v is not None}
-    return dataclasses.replace(base, **changes)
+
+_PREPROCESSING_KEYS = ("size", "mean", "std", "resize", "crop", "crop_pct", "interpolation", "channel_order")
+
+
+def _preprocessing_given(kw: dict[str, Any]) -> dict[str, Any]:
+    """The preprocessing options given on the command line (pops them from ``kw``).
+
+    ``--size`` comes as (width, height); Preprocessing stores (height, width).
+    """
+    given = {k: kw.pop(k) for k in _PREPROCESSING_KEYS}
+    if given["size"] is not None:
+        given["size"] = (given["size"][1], given["size"][0])
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _run_options(kw: dict[str, Any]) -> Any:
+    """``RunOptions`` from the shared options of export, predict and sweep (pops them from ``kw``)."""
+    from epg_bridges.models import RunOptions
+
+    fields = {f.name for f in dataclasses.fields(RunOptions)}
+    values = {k: kw.pop(k) for k in list(kw) if k in fields}
+    if "sequences" in values:
+        values["sequences"] = list(values["sequences"]) or None
+    return RunOptions(preprocessing_options=_preprocessing_given(kw), **values)
+
+
+def _path_or_none(value: Any) -> Path | None:
+    """``value`` as a path when it is one (``--text-embeddings`` may also arrive as an array), else None."""
+    return Path(value) if isinstance(value, (str, os.PathLike)) else None
+
+
+def _atol_option(func: F) -> F:
+    return click.option("--atol", type=FiniteRange(min=0), default=1e-4, show_default=True,
+                        help="Largest allowed |ONNX Runtime - torch eager| of the export check.")(func)
 
 
 # --------------------------------------------------------------------------- commands
 
 
 @click.command("export")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
-              help="The .onnx file to write [default: CHECKPOINT with suffix .onnx].")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@out_option("The .onnx file to write [default: CHECKPOINT with suffix .onnx]; its spec goes beside it.")
 @_architecture_options
 @_preprocessing_options
-@click.option("--classes", callback=_names, default=None, metavar="A,B,...", help="Output names stored in the spec.")
-@click.option("--atol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
-              help="Largest allowed |ONNX Runtime - torch| on a random batch.")
+@_classes_options
+@_atol_option
 @threads_option
-@data_errors
+@quiet_option
 @needs_extras("export", "torch")
-def export_command(checkpoint: str, out: str | None, architecture: str, arch_kwargs: dict[str, Any] | None,
-                   size: Any, mean: Any, std: Any, resize: Any, channel_order: Any, classes: list[str] | None,
-                   atol: float, threads: int) -> None:
-    """Export a torch checkpoint to one ONNX file (dynamic batch) plus its preprocessing spec.
+def export_command(checkpoint: Path, out: Path | None, quiet: bool, **kw: Any) -> None:
+    """Export a torch checkpoint (a file or an HF model folder) to one ONNX file plus its preprocessing spec.
 
     The export is run by torch and ONNX Runtime on the same random batch and refused if they differ
-    by more than --atol. The spec (resize, mean/std, channel order, classes) is written beside the
-    model as MODEL.onnx.json and used by `epg predict`.
+    by more than --atol. The spec (preprocessing, classes) is written beside the model as
+    MODEL.onnx.json and used by `epg predict`. A model that carries its preprocessing (HF folder,
+    timm/torchvision, a checkpoint's 'preprocessing') keeps it unless options here replace it.
 
     \b
     Example:
         epg export convmixer_unbiased.pth -o convmixer.onnx --classes cat,dog
-        epg export run/epoch_10.pt --arch mypkg.nets:resnet18 --size 224 \\
-            --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
+        epg export runs/vit/checkpoint-500 --arch hf -o vit.onnx
+        epg export run/epoch_10.pt --arch mypkg.nets:resnet18 --size 224 --resize shortest --crop center \\
+            --crop-pct 0.875 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --classes-file imagenet.txt
     """
-    from epg_bridges.models import build_model, export_onnx, select_provider
+    from epg_bridges.models import (
+        export_onnx,
+        load_for_run,
+        output_classes,
+        select_provider,
+        spec_path,
+        torch_outputs,
+    )
 
-    model = build_model(architecture, checkpoint, arch_kwargs)
-    prep = _preprocessing(None, size, mean, std, resize, channel_order)
-    target = Path(out) if out else Path(checkpoint).with_suffix(".onnx")
-    result = export_onnx(model, target, preprocessing=prep, classes=classes, atol=atol, threads=threads,
-                         info={"architecture": architecture, "checkpoint": str(checkpoint)})
+    target = out or (checkpoint.with_name(f"{checkpoint.name}.onnx") if checkpoint.is_dir()
+                     else checkpoint.with_suffix(".onnx"))
+    options = _run_options(kw)
+    refuse_collisions({"exported model": target, "model spec": spec_path(target)},
+                      [checkpoint, options.classes_file])
+    loaded = load_for_run(checkpoint, options)
+    prep = loaded.preprocessing
+    n_out = int(torch_outputs(loaded.model, prep.random_batch(1)).shape[-1])
+    classes = output_classes(options, n_out, loaded.checkpoint.classes, str(checkpoint))
+    named = options.classes is not None or options.classes_file is not None or bool(loaded.checkpoint.classes)
+    result = export_onnx(loaded.model, target, preprocessing=prep, classes=classes if named else None,
+                         atol=options.atol, threads=options.threads,
+                         info={"architecture": options.architecture, "checkpoint": str(checkpoint),
+                               "layout": loaded.checkpoint.layout, "no_ema": options.no_ema})
     click.echo(str(result.onnx_path))
     click.echo(str(result.spec_path))
     h, w = prep.size
     row = {"model": result.onnx_path.name, "input": f"[batch, 3, {h}, {w}]",
-           "max |ort - torch|": result.max_abs_diff, "atol": atol, "provider": select_provider()}
+           "max |ort - torch|": result.max_abs_diff, "atol": options.atol, "provider": select_provider()}
     click.echo(format_table([row], list(row)))
 
 
 @click.command("predict")
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @_output_options
 @_architecture_options
 @_preprocessing_options
+@_atol_option
 @threads_option
 @quiet_option
-@data_errors
 @needs_extras("predict", "onnx", "torch")
-def predict_command(model: str, inputs: tuple[str, ...], out: str, classes: list[str] | None, output_kind: str,
-                    text_embeddings: str | None, model_name: str | None, sequences: tuple[str, ...],
-                    batch_size: int, architecture: str, arch_kwargs: dict[str, Any] | None, size: Any, mean: Any,
-                    std: Any, resize: Any, channel_order: Any, threads: int, quiet: bool) -> None:
+def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: bool, **kw: Any) -> None:
     """Run one model on an interventions file or on image files; store its outputs.
 
-    MODEL is an exported .onnx file (its spec beside it gives the preprocessing) or a checkpoint,
-    exported in memory and checked against torch. INPUTS is one interventions .h5 file or image
-    files (one sequence, in the given order).
+    MODEL is an exported .onnx file (its spec beside it gives the preprocessing), a CLIP export of
+    `epg export-clip` (outputs: per class the mean over its prompts of the cosine; every prompt's cosine
+    is kept beside them), or a checkpoint (a file or an HF model folder), exported in memory and
+    checked against torch. INPUTS is one interventions .h5 file or image files (one sequence, in the
+    given order).
 
     \b
     Example:
         epg predict convmixer.onnx interventions.h5 -o outputs.h5
-        epg predict convmixer_unbiased.pth cat_001.jpg dog_001.jpg --classes cat,dog
+        epg predict clip.onnx turntable.h5 -o outputs.h5
+        epg predict convmixer_unbiased.pth cat_001.jpg dog_001.jpg --classes cat,dog --size 128
+        epg predict runs/vit/checkpoint-500 interventions.h5 --arch hf
     """
-    from epg_bridges.models import is_onnx_path, predict, read_spec
+    from epg_bridges.models import predict, spec_path
 
-    spec = read_spec(model) if is_onnx_path(model) else None
-    prep = _preprocessing(spec.preprocessing if spec else None, size, mean, std, resize, channel_order)
-    result = predict(model, list(inputs), out, architecture=architecture, arch_kwargs=arch_kwargs,
-                     model_name=model_name, preprocessing=prep, classes=classes, output_kind=output_kind,
-                     text_embeddings=text_embeddings, sequences=list(sequences) or None, batch_size=batch_size,
-                     threads=threads)
+    options = _run_options(kw)
+    refuse_collisions({"outputs file": out}, [model, spec_path(model), *inputs, options.classes_file,
+                                              _path_or_none(options.text_embeddings)])
+    with progress_bar("predict", "seq", quiet) as progress:
+        result = predict(model, list(inputs), out, options, progress=progress)
     click.echo(str(result.path))
     click.echo(f"model {result.model} on {result.provider}")
     classes_out = result.blocks[0].classes if result.blocks else []
@@ -205,45 +222,53 @@ def predict_command(model: str, inputs: tuple[str, ...], out: str, classes: list
 
 @click.command("sweep")
 @click.argument("checkpoints")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @_output_options
 @_architecture_options
 @_preprocessing_options
-@click.option("--atol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
-              help="Largest allowed |ONNX Runtime - torch| for the export and the first swapped checkpoint.")
-@click.option("--restart", is_flag=True, help="Discard this model's earlier (partial) outputs instead of resuming.")
+@_atol_option
+@click.option("--restart", is_flag=True,
+              help="Recompute this model's outputs of these sequences instead of resuming (also with other "
+                   "--classes/--kind/--size/preprocessing than the stored run).")
+@executor_options("Where checkpoints run: this process, or Ray workers (a local Ray instance, or --ray-address); "
+                  "with ray, checkpoints and the outputs file must be on a filesystem every node sees.")
 @threads_option
 @quiet_option
-@data_errors
 @needs_extras("sweep", "torch")
-def sweep_command(checkpoints: str, inputs: tuple[str, ...], out: str, classes: list[str] | None,
-                  output_kind: str, text_embeddings: str | None, model_name: str | None, sequences: tuple[str, ...],
-                  batch_size: int, architecture: str, arch_kwargs: dict[str, Any] | None, size: Any, mean: Any,
-                  std: Any, resize: Any, channel_order: Any, atol: float, restart: bool, threads: int,
-                  quiet: bool) -> None:
+def sweep_command(checkpoints: str, inputs: tuple[Path, ...], out: Path, restart: bool, executor: str,
+                  ray_address: str | None, quiet: bool, **kw: Any) -> None:
     """Run every checkpoint of one training run on the inputs: one export, then weight swaps.
 
-    CHECKPOINTS is a quoted glob or a .txt list file (one path a line); they are sorted naturally
-    (epoch_9 before epoch_10). Each checkpoint's outputs are stored as soon as it is done, so an
-    interrupted sweep resumes where it stopped when run again with the same arguments.
+    CHECKPOINTS is a quoted glob, a .txt list file (one path a line) or a folder (of checkpoint files,
+    or of HF model folders, one per epoch, for --arch hf); they are sorted naturally
+    (epoch_9 before epoch_10). INPUTS are interventions files (several allowed; sequence names must be
+    unique across them) or image files. Each checkpoint's outputs are stored as soon as it is done, and only
+    what is missing is computed: an interrupted sweep resumes, more interventions files or more checkpoints
+    for the same model add only their outputs. A rerun with other --classes/--kind/--size or preprocessing is
+    refused naming the option; --restart recomputes instead. A model whose weight swap cannot be
+    proven safe is re-exported for every checkpoint instead (slower; the run says so).
 
     \b
     Example:
         epg sweep 'runs/convmixer/epoch_*.pth' interventions.h5 -o outputs.h5 --classes cat,dog
+        epg sweep 'runs/convmixer/epoch_*.pth' cats.h5 dogs.h5 -o outputs.h5 --size 128
         epg sweep checkpoints.txt interventions.h5 --arch mypkg.nets:resnet18 --model-name resnet18
+        epg sweep runs/vit interventions.h5 --arch hf --model-name vit
+        epg sweep 'runs/convmixer/epoch_*.pth' interventions.h5 --executor ray --ray-address auto
     """
-    from epg_bridges.models import sweep
+    from epg_bridges.executors import ExecutorOptions
+    from epg_bridges.models import find_checkpoints, sweep
 
-    prep = _preprocessing(None, size, mean, std, resize, channel_order)
+    options = _run_options(kw)
+    refuse_collisions({"outputs file": out}, [*find_checkpoints(checkpoints), *inputs, options.classes_file,
+                                              _path_or_none(options.text_embeddings)])
     try:
-        result = sweep(checkpoints, list(inputs), out, architecture=architecture, arch_kwargs=arch_kwargs,
-                       model_name=model_name, preprocessing=prep, classes=classes, output_kind=output_kind,
-                       text_embeddings=text_embeddings, sequences=list(sequences) or None, batch_size=batch_size,
-                       threads=threads, atol=atol, quiet=quiet, restart=restart)
+        with progress_bar("sweep", "ckpt", quiet) as progress:
+            result = sweep(checkpoints, list(inputs), out, options, restart=restart, progress=progress,
+                           executor=ExecutorOptions(executor=executor, ray_address=ray_address))
     except KeyboardInterrupt:
-        click.echo(f"interrupted: finished checkpoints are stored in {out}; run the same command to resume",
-                   err=True)
-        sys.exit(130)
+        raise Interrupted(f"interrupted: finished checkpoints are stored in {out}; run the same command to "
+                          "resume") from None
     click.echo(str(result.path))
     row = {"model": result.model, "checkpoints": len(result.checkpoints), "computed": len(result.computed),
            "skipped": len(result.skipped), "sequences": len(result.sequences), "provider": result.provider or "-",
@@ -251,8 +276,49 @@ def sweep_command(checkpoints: str, inputs: tuple[str, ...], out: str, classes: 
     click.echo(format_table([row], list(row)))
 
 
+@click.command("export-clip")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--prompts", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="TOML file with a [classes] table: class = [\"prompt\", ...] (e.g. ten descriptions per class).")
+@out_option("The .onnx file to write (image tower and projection); its spec (.onnx.json) and prompt embeddings "
+            "(.onnx.text.npz) go beside it.", default=Path("clip.onnx"))
+@_atol_option
+@threads_option
+@quiet_option
+@needs_extras("export-clip", "torch")
+def export_clip_command(folder: Path, prompts: Path, out: Path, atol: float, threads: int, quiet: bool) -> None:
+    """Export a transformers CLIPModel folder for zero-shot outputs with a set of prompts per class.
+
+    The image tower with its projection goes to ONNX (checked against torch like every export); every
+    prompt of every class is embedded (unit vectors) and stored beside it with the logit scale. `epg
+    predict` with the .onnx file then stores, per class, the mean over its prompts of the cosine (the
+    paper's value) and every prompt's cosine. Preprocessing comes from the folder's
+    preprocessor_config.json, else CLIP's own (shortest side, centre crop, bicubic).
+
+    \b
+    Example:
+        epg export-clip clip-vit-base-patch32 --prompts prompts.toml -o clip.onnx
+        epg predict clip.onnx turntable.h5 -o outputs.h5
+    """
+    from epg_bridges.models import export_clip, spec_path, text_path
+
+    inputs = [prompts, folder, *(sorted(folder.iterdir()) if folder.is_dir() else [])]
+    refuse_collisions({"exported model": out, "model spec": spec_path(out), "prompt embeddings": text_path(out)},
+                      inputs)
+    with progress_bar("export-clip", "step", quiet) as progress:
+        result = export_clip(folder, prompts, out, atol=atol, threads=threads, progress=progress)
+    for path in (result.onnx_path, result.spec_path, result.text_path):
+        click.echo(str(path))
+    spec = result.text
+    row = {"model": result.onnx_path.name, "classes": len(spec.classes), "prompts": len(spec.prompts),
+           "embedding": int(spec.embeddings.shape[1]), "logit scale": round(spec.logit_scale, 4),
+           "max |ort - torch|": result.max_abs_diff}
+    click.echo(format_table([row], list(row)))
+
+
 def register(group: click.Group) -> None:
-    """Add ``export``, ``predict`` and ``sweep`` to ``group``."""
+    """Add ``export``, ``export-clip``, ``predict`` and ``sweep`` to ``group``."""
     group.add_command(export_command)
+    group.add_command(export_clip_command)
     group.add_command(predict_command)
     group.add_command(sweep_command)

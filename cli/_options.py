@@ -1,62 +1,65 @@
-"""Reusable click option decorators and error handling shared by every ``epg`` command."""
+"""Reusable click option decorators shared by every ``epg`` command, progress bars and output-path checks.
+
+Errors are handled once for every command by :class:`epg_cli._errors.EpgGroup` (one line, exit 2 for usage,
+1 for data, 130 for Ctrl-C).
+"""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import click
+
+from ._types import FiniteRange
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: Values of ``--alternative`` (click.Choice guarantees one of them).
 Alternative = Literal["two-sided", "less", "greater", "centered"]
 
 
-class DataError(click.ClickException):
-    """Bad data (missing file, wrong file kind, corrupt checkpoint): one line, exit code 1."""
-
-    exit_code = 1
-
-
 def data_errors(func: F) -> F:
-    """Turn library errors about the data into one-line messages with exit code 1 (never a traceback)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except click.ClickException:
-            raise
-        except (ValueError, OSError, KeyError, RuntimeError, TypeError) as exc:  # library errors
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DataError(msg) from None
-
-    return wrapper  # type: ignore[return-value]
+    """Deprecated no-op: :class:`epg_cli._errors.EpgGroup` now turns errors into one line for every command."""
+    return func
 
 
 def quiet_option(func: F) -> F:
     """``--quiet``: silence progress bars."""
-    return click.option("--quiet", "-q", is_flag=True, help="Do not show progress bars.")(func)
+    return click.option("--quiet", "-q", is_flag=True, help="Do not show progress bars or progress messages.")(func)
 
 
 def seed_option(func: F) -> F:
     """``--seed``: seed of every random draw (same seed, same result)."""
-    return click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")(func)
+    return click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+                        help="Random seed (0 .. 2^32 - 1).")(func)
 
 
 def threads_option(func: F) -> F:
     """``--threads``: intra-op threads for torch / ONNX Runtime (1 is often fastest on small machines)."""
     return click.option(
-        "--threads", type=click.IntRange(min=0), default=1, show_default=True,
+        "--threads", type=click.IntRange(0, 1024), default=1, show_default=True,
         help="Intra-op threads for torch and ONNX Runtime (0: library default).",
     )(func)
+
+
+def executor_options(help_text: str, *, default: str | None = "local") -> Callable[[F], F]:
+    """``--executor local|ray`` and ``--ray-address``: where the work runs (``help_text`` says which work)."""
+    def decorate(func: F) -> F:
+        func = click.option("--ray-address", default=None, metavar="auto|HOST:PORT",
+                            help="Ray cluster to join (with --executor ray).")(func)
+        return click.option("--executor", type=click.Choice(["local", "ray"]), default=default,
+                            show_default=default is not None, help=help_text)(func)
+
+    return decorate
 
 
 def permutation_options(func: F) -> F:
     """Options of the shuffle test: number of shuffles, alternative, alpha, seed."""
     func = click.option(
-        "--permutations", "-k", "n_permutations", type=click.IntRange(min=1), default=10_000,
+        "--permutations", "-k", "n_permutations", type=click.IntRange(1, 100_000_000), default=10_000,
         show_default=True, help="Number of random shuffles K.",
     )(func)
     func = click.option(
@@ -64,7 +67,7 @@ def permutation_options(func: F) -> F:
         default="two-sided", show_default=True,
         help="Tail of the shuffle test (a smooth real effect sits in the lower tail).",
     )(func)
-    func = click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    func = click.option("--alpha", type=FiniteRange(0, 1, min_open=True, max_open=True),
                         default=0.01, show_default=True, help="Significance level.")(func)
     return seed_option(func)
 
@@ -86,9 +89,13 @@ def scoring_options(func: F) -> F:
                         help="v1 name of --group-by property.")(func)
     func = click.option("--fdr", "use_fdr", is_flag=True,
                         help="Benjamini-Hochberg across the whole study (significant = q <= alpha).")(func)
-    func = click.option("--precision", type=click.Choice(["float32", "float64"]), default="float32",
+    return permutation_options(precision_option(func))
+
+
+def precision_option(func: F) -> F:
+    """``--precision float32|float64`` of the shuffle test (same decisions; float64 for the last digits)."""
+    return click.option("--precision", type=click.Choice(["float32", "float64"]), default="float32",
                         show_default=True, help="Precision of the shuffle test.")(func)
-    return permutation_options(func)
 
 
 def score_options_from(kwargs: dict[str, Any]) -> Any:
@@ -102,3 +109,50 @@ def score_options_from(kwargs: dict[str, Any]) -> Any:
                         spacing=kwargs.pop("spacing"), group_by=group_by, use_fdr=kwargs.pop("use_fdr"),
                         precision=kwargs.pop("precision"), n_permutations=kwargs.pop("n_permutations"),
                         alternative=kwargs.pop("alternative"), alpha=kwargs.pop("alpha"), seed=kwargs.pop("seed"))
+
+
+def out_option(help_text: str, *, default: Any = None, file: bool = True, extra_names: Sequence[str] = ()) -> Any:
+    """``-o/--out``: the file (or folder, ``file=False``) a command writes (one name for every command)."""
+    kind = click.Path(dir_okay=False, path_type=Path) if file else click.Path(file_okay=False, path_type=Path)
+    return click.option("--out", "-o", *extra_names, "out", type=kind, default=default,
+                        show_default=default is not None, help=help_text)
+
+
+def refuse_collisions(outputs: dict[str, Path | None], inputs: Sequence[str | os.PathLike[str] | None]) -> None:
+    """Refuse (exit 2) an output path that equals an input or another output of the same command.
+
+    Checked before anything is written, so ``-o`` can never overwrite the command's own input.
+    """
+    from ._errors import CliUsageError
+
+    def key(path: str | os.PathLike[str]) -> str:
+        return os.path.realpath(os.fspath(path))
+
+    seen: dict[str, str] = {}
+    for label, path in outputs.items():
+        if path is None:
+            continue
+        if key(path) in seen:
+            raise CliUsageError(f"{path}: {label} would overwrite the {seen[key(path)]}; choose another --out")
+        seen[key(path)] = label
+    for path in inputs:
+        if path is not None and key(path) in seen:
+            raise CliUsageError(f"{path}: the {seen[key(path)]} would overwrite this input; choose another --out")
+
+
+@contextmanager
+def progress_bar(desc: str, unit: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar on stderr driven by the library's ``progress(done, total)`` callbacks.
+
+    Off with ``--quiet``, and when stderr is not a terminal (logs and pipes get no carriage-return noise).
+    """
+    from tqdm.auto import tqdm
+
+    with tqdm(desc=desc, unit=unit, disable=True if quiet else None, leave=False) as bar:
+        def update(done: int, total: int) -> None:
+            if bar.total != total:
+                bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        yield update

@@ -1,4 +1,4 @@
-"""``epg report``: the evidence as figures and one index.html (a thin command over epg_bridges.report)."""
+"""``epg report``: the study's answer as one index.html with its figures (a thin command over epg_bridges.report)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ._extras import needs_extras
-from ._options import data_errors, quiet_option, score_options_from, scoring_options
+from ._options import out_option, quiet_option, refuse_collisions, score_options_from, scoring_options
 
 
 def register(group: click.Group) -> None:
@@ -16,30 +16,48 @@ def register(group: click.Group) -> None:
     group.add_command(report)
 
 
+def parse_checkpoints(value: str) -> str | tuple[str, ...]:
+    """``last``, ``all`` or comma-separated checkpoint names (a bad name is refused when the file is read)."""
+    value = value.strip()
+    if value in ("last", "all"):
+        return value
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    if not names:
+        raise click.BadParameter("use 'last', 'all' or comma-separated checkpoint names", param_hint="--checkpoints")
+    return names
+
+
 @click.command()
 @click.argument("outputs", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for the PNGs and index.html (default: OUTPUTS without suffix + '-report').")
-@click.option("--interventions", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Interventions file, for strips of the intervention images.")
+@out_option("Folder for index.html and its PNGs (default: OUTPUTS without suffix + '-report').", file=False)
+@click.option("--interventions", "-i", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
+              help="Interventions file(s), for the strips and the property units; may be given several times.")
+@click.option("--checkpoints", "checkpoints", default="last", show_default=True, metavar="last|all|NAMES",
+              help="Checkpoints of the per-sequence curves: the last finished, all, or comma-separated names.")
 @scoring_options
 @quiet_option
-@data_errors
 @needs_extras("report", "report")
-def report(outputs: Path, out_dir: Path | None, interventions: Path | None, quiet: bool, **kwargs: Any) -> None:
-    """Draw the evidence as PNGs plus one index.html: curves, null distributions, EPG over checkpoints.
+def report(outputs: Path, out: Path | None, interventions: tuple[Path, ...], checkpoints: str, quiet: bool,
+           **kwargs: Any) -> None:
+    """Answer the study on one page: a verdict table per property x model, mean behaviour curves, each
+    sequence's curves, null distributions, EPG over checkpoints and the intervention strips.
 
     \b
     Example:
-        epg report outputs.h5 --interventions interventions.h5 --out report/
+        epg report outputs.h5 -i background.h5 -i hue.h5 --group-by property --checkpoints all -o report/
     """
-    from epg_bridges.report import build_report
+    from epg_bridges.report import ReportOptions, build_report
 
-    opts = score_options_from(kwargs)
-    out_dir = out_dir or outputs.with_name(outputs.stem + "-report")
+    opts = ReportOptions(score=score_options_from(kwargs), checkpoints=parse_checkpoints(checkpoints))
+    out_dir = out or outputs.with_name(outputs.stem + "-report")
+    refuse_collisions({"report folder": out_dir}, [outputs, *interventions])
     say = (lambda _m: None) if quiet else (lambda m: click.echo(f"  plotting {m}", err=True))
-    paths = build_report(outputs, out_dir, options=opts, interventions_path=interventions, progress=say)
-    for key in ("strips", "curves", "over_checkpoints", "nulls"):
-        for p in paths[key]:
-            click.echo(str(p))
+    paths = build_report(outputs, out_dir, opts, interventions=list(interventions), progress=say)
+    verdicts = paths["verdicts"]
+    n_sig = sum(bool(r["significant"]) for r in verdicts)
+    click.echo(f"{n_sig} of {len(verdicts)} verdict rows significant; {len(paths['nulls'])} null distributions "
+               f"checked against the table")
+    bad = [c for c in paths["null_checks"] if not c.agrees]
+    if bad:
+        click.echo(f"warning: {len(bad)} null distribution(s) give another p-value than the table", err=True)
     click.echo(f"report: {paths['index']}")

@@ -6,6 +6,8 @@ import os
 
 import click
 
+from ._errors import EpgGroup
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -23,7 +25,7 @@ def _enable_compilation_cache() -> None:
         pass
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=EpgGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="epg")
 def cli() -> None:
     """Explain why an image model predicts what it does, by gradual interventions.
@@ -36,10 +38,11 @@ def cli() -> None:
     _enable_compilation_cache()
 
 
-from . import _bench, _core, _intervene, _models, _report  # noqa: E402  (registration)
+from . import _bench, _core, _intervene, _models, _report, _study  # noqa: E402  (registration)
 
 _core.register(cli)
 _report.register(cli)
 _bench.register(cli)
 _intervene.register(cli)
 _models.register(cli)
+_study.register(cli)

@@ -1,5 +1,6 @@
 """epg_core: expected property gradient magnitudes, shuffle tests and the HDF5 formats (JAX + NumPy only)."""
 
+from epg_core import _io
 from epg_core._atomic import atomic_path as atomic_path
 from epg_core._atomic import write_bytes_atomic as write_bytes_atomic
 from epg_core._derivative import derivative as derivative
@@ -32,6 +33,7 @@ from epg_core._io import read_interventions as read_interventions
 from epg_core._io import read_outputs as read_outputs
 from epg_core._io import read_run_options as read_run_options
 from epg_core._io import read_scores as read_scores
+from epg_core._io import remove_outputs as remove_outputs
 from epg_core._io import set_checkpoint_outputs as set_checkpoint_outputs
 from epg_core._io import shard_dir as shard_dir
 from epg_core._io import write_interventions as write_interventions
@@ -49,6 +51,7 @@ from epg_core._scoring import ScoreOptions as ScoreOptions
 from epg_core._scoring import score_outputs as score_outputs
 from epg_core._scoring import write_scores_csv as write_scores_csv
 from epg_core._scoring_groups import majority_target as majority_target
+from epg_core._scoring_rows import verdict_rows as verdict_rows
 from epg_core._stats import epg as epg
 from epg_core._stats import flip_points as flip_points
 from epg_core._stats import flips as flips
@@ -58,36 +61,8 @@ from epg_core._stats import pearson as pearson
 __all__ = [
     "fornberg_weights", "derivative", "epg", "mean_gradient", "pearson", "flips", "flip_points",
     "permutation_test", "PermutationResult", "permutation_moments", "Moments", "ksg_mi", "use_precision",
-    "fdr", "FDRResult", "SCORE_COLUMNS", "ScoreOptions", "majority_target", "score_outputs", "write_scores_csv",
+    "fdr", "FDRResult", "SCORE_COLUMNS", "ScoreOptions", "majority_target", "score_outputs", "verdict_rows",
+    "write_scores_csv",
     "atomic_path", "write_bytes_atomic", "example_curves", "ExampleCurve",
-    "EpgError",
-    "UsageError",
-    "DataError",
-    "StoreError",
-    "INTERVENTIONS_FORMAT",
-    "OUTPUTS_FORMAT",
-    "FORMAT_VERSION",
-    "OUTPUT_KINDS",
-    "MAX_READ_BYTES",
-    "LOCK_TIMEOUT",
-    "InterventionSequence",
-    "write_interventions",
-    "append_interventions",
-    "read_interventions",
-    "list_sequences",
-    "iter_intervention_images",
-    "OutputsBlock",
-    "write_outputs",
-    "read_outputs",
-    "iter_outputs",
-    "list_outputs",
-    "read_run_options",
-    "check_run_options",
-    "set_checkpoint_outputs",
-    "write_shard",
-    "fold_shards",
-    "pending_shards",
-    "shard_dir",
-    "write_scores",
-    "read_scores",
 ]
+__all__ += _io.__all__  # the HDF5 formats: errors, files, store, scores

@@ -156,15 +156,15 @@ def check_curves(y: ArrayLike) -> None:
 
 
 def derivative(
-    y: Float[ArrayLike, "..."],
-    x: Float[ArrayLike, "..."] | None = None,
+    y: Float[ArrayLike, ...],
+    x: Float[ArrayLike, ...] | None = None,
     *,
     order: int = 1,
     accuracy: int = 2,
     edge_accuracy: int = 1,
     scheme: str = "central",
     axis: int = -1,
-) -> Float[Array, "..."]:
+) -> Float[Array, ...]:
     """Derivative of ``y`` along ``axis`` on grid ``x`` (``None``: unit spacing).
 
     Defaults equal ``np.gradient(y, x)``; ``edge_accuracy=2`` equals ``edge_order=2``. ``scheme`` picks

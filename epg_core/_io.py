@@ -33,6 +33,7 @@ from epg_core._io_outputs import iter_outputs as iter_outputs
 from epg_core._io_outputs import list_outputs as list_outputs
 from epg_core._io_outputs import read_outputs as read_outputs
 from epg_core._io_outputs import write_outputs as write_outputs
+from epg_core._io_remove import remove_outputs as remove_outputs
 from epg_core._io_scores import read_scores as read_scores
 from epg_core._io_scores import write_scores as write_scores
 from epg_core._store import fold_shards as fold_shards
@@ -62,6 +63,7 @@ __all__ = [
     "iter_intervention_images",
     # outputs
     "OutputsBlock",
+    "remove_outputs",
     "write_outputs",
     "read_outputs",
     "iter_outputs",

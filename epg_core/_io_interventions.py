@@ -158,8 +158,9 @@ def list_sequences(path: str | os.PathLike[str]) -> list[str]:
 
 def _sequence_group(handle: h5py.File, path: Path, name: str) -> h5py.Group:
     group = handle.get(name) if isinstance(name, str) and name else None
-    if not isinstance(group, h5py.Group):
-        raise DataError(f"{path}: no intervention sequence {name!r}")
+    if not isinstance(group, h5py.Group):  # a name the caller asked for (e.g. --sequence): a usage error
+        have = ", ".join(sorted(_names(handle))[:10]) or "none"
+        raise UsageError(f"{path}: no intervention sequence {name!r} (it holds: {have})")
     return group
 
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from epg_core._atomic import atomic_path, file_lock
+from epg_core._atomic import file_lock
 from epg_core._errors import DataError, UsageError
 from epg_core._io_common import (
     BLOCK_FIELDS,
@@ -29,7 +28,6 @@ from epg_core._io_common import (
     OUTPUT_KINDS,
     OUTPUTS_FORMAT,
     RUN_OPTIONS_ATTR,
-    SCORES,
     UID_ATTR,
     BlockMeta,
     as_path,
@@ -46,7 +44,15 @@ from epg_core._io_common import (
     to_jsonable,
     write_attrs,
 )
-from epg_core._io_guard import h5_write
+from epg_core._io_prompts import (
+    PROMPT_ATTRS,
+    check_prompt_fields,
+    pop_prompt_attrs,
+    prompt_attrs,
+    read_prompt_fields,
+    write_prompt_dataset,
+)
+from epg_core._io_rebuild import rebuilt_outputs as _rebuilt_outputs
 from epg_core._store import fold_locked, overlay_pending, require_writable
 
 
@@ -58,7 +64,9 @@ class OutputsBlock:
     ``preprocessing`` is the model's preprocessing spec (a JSON-able dict) and ``attrs`` the sequence
     provenance copied from the interventions file. A block yielded by :func:`iter_outputs` is a chunk:
     ``checkpoint_start`` is the file index of its first checkpoint and ``class_indices`` the file's column
-    of each of its outputs (None = all columns); chunks cannot be written back.
+    of each of its outputs (None = all columns); chunks cannot be written back. CLIP blocks also hold
+    ``prompt_outputs [M, N, P]`` (every prompt's cosine), ``prompts``, ``prompt_classes`` (each prompt's class)
+    and ``logit_scale`` (see ``_io_prompts``); other blocks leave them None.
     """
 
     model: str
@@ -73,6 +81,10 @@ class OutputsBlock:
     attrs: dict[str, Any] = field(default_factory=dict)
     checkpoint_start: int = 0
     class_indices: list[int] | None = None
+    prompt_outputs: np.ndarray | None = None
+    prompts: list[str] | None = None
+    prompt_classes: list[str] | None = None
+    logit_scale: float | None = None
 
     def __post_init__(self) -> None:
         check_name(self.model, "model")
@@ -105,6 +117,10 @@ class OutputsBlock:
         object.__setattr__(self, "attrs", dict(self.attrs or {}))
         if self.class_indices is not None:
             object.__setattr__(self, "class_indices", [int(i) for i in self.class_indices])
+        fields = check_prompt_fields(where, outputs, classes, self.prompt_outputs, self.prompts, self.prompt_classes,
+                                     self.logit_scale)
+        for name, value in zip(("prompt_outputs", "prompts", "prompt_classes", "logit_scale"), fields, strict=True):
+            object.__setattr__(self, name, value)
 
 
 # --------------------------------------------------------------------------- writing
@@ -121,6 +137,9 @@ def _check_block_for_writing(block: OutputsBlock) -> None:
     check_steps(where, "values", block.outputs.shape[1])
     check_finite_values(where, "values", block.values)
     check_finite_outputs(where, "outputs", block.outputs, block.done, block.checkpoints, block.classes)
+    if block.prompt_outputs is not None:
+        check_finite_outputs(where, "prompt_outputs", block.prompt_outputs, block.done, block.checkpoints,
+                             block.prompts or [])
 
 
 def write_outputs(
@@ -159,48 +178,6 @@ def write_outputs(
     return path
 
 
-@contextmanager
-def _rebuilt_outputs(
-    path: Path, *, skip: Callable[[str, str], bool], keep_scores: bool = True
-) -> Iterator[h5py.File]:
-    """Yield a fresh outputs file (temporary, renamed onto ``path`` on success) holding the old content.
-
-    The old file's root attributes, ``/scores`` (if ``keep_scores``) and every block for which
-    ``skip(model, sequence)`` is false are copied; rebuilding instead of deleting in place keeps
-    the file from growing with dead space when blocks are replaced. The caller holds the lock.
-    """
-    old = open_checked(path, OUTPUTS_FORMAT) if path.exists() else None
-    try:
-        with atomic_path(path) as tmp, h5_write(tmp, "w", kind=OUTPUTS_FORMAT, name=path) as handle:
-            models = handle.create_group(MODELS, track_order=True)
-            if old is not None:
-                _copy_outputs_content(old, handle, models, skip, keep_scores)
-            yield handle
-    finally:
-        if old is not None:
-            old.close()
-
-
-def _copy_outputs_content(
-    old: h5py.File, new: h5py.File, models: h5py.Group, skip: Callable[[str, str], bool], keep_scores: bool
-) -> None:
-    for key, value in old.attrs.items():
-        if key not in ("format", "format_version"):
-            new.attrs[key] = value
-    if keep_scores and SCORES in old:
-        old.copy(old[SCORES], new, name=SCORES)
-    old_models = old.get(MODELS)
-    if not isinstance(old_models, h5py.Group):
-        return
-    for model_name, model_group in old_models.items():
-        target = models.create_group(model_name, track_order=True)
-        for key, value in model_group.attrs.items():
-            target.attrs[key] = value
-        for seq_name, group in model_group.items():
-            if not skip(model_name, seq_name):
-                old.copy(group, target, name=seq_name)
-
-
 def _write_block(models: h5py.Group, block: OutputsBlock) -> None:
     """A new block with preallocated datasets (so folding shards only ever overwrites raw data)."""
     model_group = models.get(block.model)
@@ -213,11 +190,12 @@ def _write_block(models: h5py.Group, block: OutputsBlock) -> None:
     group.create_dataset("outputs", data=block.outputs, chunks=(1, n, c))
     group.create_dataset("done", data=block.done)
     group.create_dataset("values", data=block.values)
-    provenance = {k: v for k, v in block.attrs.items() if k not in (*BLOCK_FIELDS, UID_ATTR)}
+    write_prompt_dataset(group, block)
+    provenance = {k: v for k, v in block.attrs.items() if k not in (*BLOCK_FIELDS, UID_ATTR, *PROMPT_ATTRS)}
     provenance.setdefault("property", "value")
     provenance.setdefault("image", block.sequence)
     fields = {**provenance, "checkpoints": list(block.checkpoints), "classes": list(block.classes),
-              "output_kind": block.output_kind, "preprocessing": block.preprocessing}
+              "output_kind": block.output_kind, "preprocessing": block.preprocessing, **prompt_attrs(block)}
     write_attrs(group, {**fields, UID_ATTR: _block_id(block, fields)})
 
 
@@ -225,8 +203,9 @@ def _block_id(block: OutputsBlock, fields: dict[str, Any]) -> str:
     """A deterministic id of a block's content (the same run writes the same file, bit for bit)."""
     digest = hashlib.sha1(json.dumps([block.model, block.sequence, to_jsonable(fields)], sort_keys=True,
                                      default=str).encode("utf-8"))
-    for array in (block.values, block.done, block.outputs):
-        digest.update(np.ascontiguousarray(array).tobytes())
+    for array in (block.values, block.done, block.outputs, block.prompt_outputs):
+        if array is not None:
+            digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -291,10 +270,13 @@ def _read_chunk(
     names = meta.checkpoints[start:stop]
     classes = meta.classes if columns is None else [meta.classes[j] for j in columns]
     check_finite_outputs(path, f"{meta.field}/outputs", outputs, done, names, classes)
+    attrs = dict(meta.attrs)
+    prompts = read_prompt_fields(group, path, meta.field, meta.shape, meta.classes, pop_prompt_attrs(attrs),
+                                 slice(start, stop), slice(s0, s1), done, names)
     return OutputsBlock(
         model=meta.model, sequence=meta.sequence, outputs=outputs, done=done, checkpoints=names, classes=classes,
         values=values[s0:s1] if (s0, s1) != (0, n) else values, output_kind=meta.output_kind,
-        preprocessing=meta.preprocessing, attrs=meta.attrs, checkpoint_start=start, class_indices=columns,
+        preprocessing=meta.preprocessing, attrs=attrs, checkpoint_start=start, class_indices=columns, **prompts,
     )
 
 
@@ -327,7 +309,9 @@ def read_outputs(
 def _whole(block: OutputsBlock) -> OutputsBlock:
     """read_outputs' blocks are plain blocks (writable), also when a checkpoint slice was read."""
     return OutputsBlock(block.model, block.sequence, block.outputs, block.done, block.checkpoints, block.classes,
-                        block.values, block.output_kind, block.preprocessing, block.attrs)
+                        block.values, block.output_kind, block.preprocessing, block.attrs,
+                        prompt_outputs=block.prompt_outputs, prompts=block.prompts,
+                        prompt_classes=block.prompt_classes, logit_scale=block.logit_scale)
 
 
 def _columns(path: Path, meta: BlockMeta, classes: Sequence[str | int] | None) -> list[int] | None:

@@ -37,7 +37,7 @@ def _block_moments(blocks_: Array, *, kernel: Kernel) -> tuple[Array, Array]:
 
 
 def permutation_moments(
-    y: Float[ArrayLike, "..."],
+    y: Float[ArrayLike, ...],
     x: Float[ArrayLike, " n"] | None = None,
     *,
     axis: int = -1,

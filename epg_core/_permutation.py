@@ -179,7 +179,7 @@ def _setup(statistic: str | Callable[..., Array], n: int, c: int, vector: bool, 
 
 
 def permutation_test(
-    y: Float[ArrayLike, "..."],
+    y: Float[ArrayLike, ...],
     x: Float[ArrayLike, " n"] | None = None,
     *,
     statistic: str | Callable[..., Array] = "epg",

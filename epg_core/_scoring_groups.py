@@ -104,7 +104,7 @@ class Group:
         (equal to ``p_t`` up to rounding), so that scoring either class gives bit-identical answers."""
         if self.binary:
             return (out[:, self.target] + (1.0 - out[:, 1 - self.target])) / 2.0
-        return out[:, self.target]
+        return out[:, self.target].copy()  # a copy: a view would keep the whole [N, C] array alive while batched
 
     def curves(self, path: Path, opts: ScoreOptions) -> Iterator[Curve]:
         """Per-sequence curves of every finished checkpoint and, for real groups, the mean curve of every

@@ -88,3 +88,17 @@ def count_significant(rows: list[dict[str, Any]]) -> None:
             counts[r["_group"]] = counts.get(r["_group"], 0) + int(r["significant"])
     for r in rows:
         r["n_significant"] = counts.get(r["_group"], 0) if r["aggregate"] != "none" else int(r["significant"])
+
+
+def verdict_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows that answer a study: per model x property (x sequence when ungrouped) the group's ``mean_curve``
+    row (else the per-curve row) at the model's last scored checkpoint, ordered by property, model, sequence."""
+    last: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in rows:
+        if r["aggregate"] not in ("mean_curve", "none"):
+            continue
+        key = (r["model"], r["property"], r["sequence"])
+        if key not in last or r["checkpoint_index"] > last[key]["checkpoint_index"]:
+            last[key] = r
+    shown = [r for r in last.values() if r["aggregate"] == "mean_curve"] or list(last.values())
+    return sorted(shown, key=lambda r: (r["property"], r["model"], r["sequence"]))

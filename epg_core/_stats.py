@@ -34,15 +34,15 @@ def _weighted_mean(d: Array, x: ArrayLike | None, weighting: str) -> Array:
 
 
 def epg(
-    y: Float[ArrayLike, "..."],
-    x: Float[ArrayLike, "..."] | None = None,
+    y: Float[ArrayLike, ...],
+    x: Float[ArrayLike, ...] | None = None,
     *,
     axis: int = -1,
     class_axis: int | None = None,
     norm: str = "l2",
     weighting: str = "mean",
     **derivative_options: Any,
-) -> Float[Array, "..."]:
+) -> Float[Array, ...]:
     """Expected property gradient magnitude: mean over steps of ``|d y / d property|`` (paper Eq. 2).
 
     With ``x=None`` and the defaults this is the paper's ``mean(abs(np.gradient(p)))``. ``weighting=
@@ -65,24 +65,24 @@ def epg(
 
 
 def mean_gradient(
-    y: Float[ArrayLike, "..."],
-    x: Float[ArrayLike, "..."] | None = None,
+    y: Float[ArrayLike, ...],
+    x: Float[ArrayLike, ...] | None = None,
     *,
     axis: int = -1,
     weighting: str = "mean",
     **derivative_options: Any,
-) -> Float[Array, "..."]:
+) -> Float[Array, ...]:
     """Signed mean derivative along the steps (the authors' ``measure_avg_gradient``): direction of the effect."""
     y = jnp.moveaxis(jnp.asarray(y), axis, -1)
     return _weighted_mean(derivative(y, x, axis=-1, **derivative_options), x, weighting)
 
 
 def pearson(
-    y: Float[ArrayLike, "..."],
-    x: Float[ArrayLike, "..."] | None = None,
+    y: Float[ArrayLike, ...],
+    x: Float[ArrayLike, ...] | None = None,
     *,
     axis: int = -1,
-) -> Float[Array, "..."]:
+) -> Float[Array, ...]:
     """Pearson's rho between the outputs and the property (NaN for a constant curve)."""
     y = jnp.moveaxis(jnp.asarray(y), axis, -1)
     if not jnp.issubdtype(y.dtype, jnp.floating):
@@ -106,7 +106,7 @@ def pearson(
 
 
 def flip_points(
-    outputs: Float[ArrayLike, "..."],
+    outputs: Float[ArrayLike, ...],
     *,
     class_axis: int = -1,
     step_axis: int = -2,
@@ -138,7 +138,7 @@ def flip_points(
 
 
 def flips(
-    outputs: Float[ArrayLike, "..."],
+    outputs: Float[ArrayLike, ...],
     *,
     class_axis: int = -1,
     step_axis: int = -2,

@@ -83,6 +83,9 @@ def _checked_rows(
     with open_checked(path, OUTPUTS_FORMAT) as handle:
         for seq_name, data in rows.items():
             meta = block_meta(block_group(handle, path, model, seq_name), path, model, seq_name)
+            if "prompts" in meta.attrs:  # see _io_prompts: prompt outputs are stored with whole blocks only
+                raise UsageError(f"{path}: {model}/{seq_name} holds CLIP prompt outputs; store it whole with "
+                                 "write_outputs")
             m, n, c = meta.shape
             if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -m <= index < m:
                 raise UsageError(f"{path}: checkpoint index {index} out of range for {m} checkpoints")

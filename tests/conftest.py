@@ -1,8 +1,13 @@
-"""Shared test settings: offline hub, float64 available, paths of the paper's reference assets."""
+"""Shared test settings: offline hub, the float64 switch as a fixture, paths of the paper's reference assets.
+
+JAX runs in its default float32 mode for the whole suite (what users get); a test that needs float64 asks for
+the ``x64`` fixture (or uses ``precision="float64"`` / ``jax.enable_x64(True)`` itself).
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,11 +16,16 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax  # noqa: E402
-
-jax.config.update("jax_enable_x64", True)
-
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "propgrad"
+
+
+@pytest.fixture()
+def x64() -> Iterator[None]:
+    """float64 JAX arrays for the duration of one test (``jax.enable_x64`` scope, not a global switch)."""
+    import jax
+
+    with jax.enable_x64(True):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -1,19 +1,28 @@
-"""Smoke test of the benchmark harness (bench/permutation.py) on a tiny case: machinery, not timings."""
+"""Smoke test of the benchmark harness (``epg_bench.permutation``) on a tiny case: machinery, not timings."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ is a repository folder, not installed
+from epg_bench import permutation as bp
 
-from bench import permutation as bp  # noqa: E402
+
+def test_the_harness_is_an_installed_package(tmp_path: Path) -> None:
+    """``epg bench`` needs no source checkout on sys.path: the package imports from anywhere."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    code = "import epg_bench.permutation as p, epg_cli._bench; print(p.CASES['one'].spec())"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "one:1:101:10000"
 
 
 def test_exact_pvalues_match_brute_force() -> None:

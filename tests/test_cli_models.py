@@ -1,7 +1,8 @@
-"""``epg export|predict|sweep`` end to end: outputs, a killed sweep resumed, one-line errors (exit 1)."""
+"""``epg export|predict|sweep`` end to end: outputs, a killed sweep resumed, one-line errors (data 1, usage 2)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -13,40 +14,29 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner, Result
-from PIL import Image
+from click.testing import Result
+from helpers import one_line_error, run_cli, write_image
 
 from epg_bridges.testing import ExportDisagrees, TwoLayer, save_tiny, small_interventions, train_run
-from epg_cli.main import cli
-from epg_core import read_outputs
+from epg_core import read_interventions, read_outputs
 
 N_CKPT = 20  # checkpoints of the training run that train_run saves by default
 
 
 def _run(*args: Any) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return run_cli(*args)
 
 
 def _one_line_error(result: Result, *needles: str) -> str:
-    """Exit code 1 and a single 'Error: ...' line naming the problem; return that line."""
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ") and "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
+    """Exit code 1 (bad data) and a single 'Error: ...' line naming the problem; return that line."""
+    return one_line_error(result, 1, *needles)
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("cli")
-    rng = np.random.default_rng(3)
-    images = []
     for i, size in enumerate([(32, 32), (48, 40), (32, 32)]):
-        path = folder / f"img_{i}.png"
-        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
-        images.append(path)
+        write_image(folder / f"img_{i}.png", size, seed=3 + i, low=0, high=256)
     return {
         "ckpt": save_tiny(folder / "tiny.pt"),
         "images": folder,
@@ -57,12 +47,6 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _images(assets: dict[str, Path]) -> list[Path]:
     return sorted(assets["images"].glob("img_*.png"))
-
-
-@pytest.mark.parametrize("command", ["export", "predict", "sweep"])
-def test_every_command_has_an_example(command: str) -> None:
-    result = _run(command, "--help")
-    assert result.exit_code == 0 and "Example:" in result.output and "epg " + command in result.output
 
 
 def test_export_then_predict_on_image_files(assets: dict[str, Path], tmp_path: Path) -> None:
@@ -244,7 +228,205 @@ def test_onnx_disagreeing_with_torch_cli(assets: dict[str, Path], existing: dict
     assert _snapshot(existing) == before
 
 
-def test_bad_usage_exits_2(assets: dict[str, Path]) -> None:
-    assert _run("export", assets["ckpt"], "--size", "abc").exit_code == 2
+def test_bad_usage_exits_2_with_one_line(assets: dict[str, Path], tmp_path: Path) -> None:
+    one_line_error(_run("export", assets["ckpt"], "--size", "abc"), 2, "--size")
     assert _run("predict", assets["ckpt"]).exit_code == 2  # no inputs
-    assert _run("sweep", "x", "y", "--arch-kwargs", "[1]").exit_code == 2
+    one_line_error(_run("sweep", "x", "y", "--arch-kwargs", "[1]"), 2, "--arch-kwargs")
+    one_line_error(_run("predict", assets["ckpt"], assets["iv"], "--kind", "cosine"), 2, "text embeddings")
+
+
+def test_an_output_equal_to_an_input_is_refused_before_writing(assets: dict[str, Path], tmp_path: Path) -> None:
+    ckpt = tmp_path / "c.pth"
+    ckpt.write_bytes(assets["ckpt"].read_bytes())
+    before = ckpt.read_bytes()
+    one_line_error(_run("export", ckpt, "-o", ckpt), 2, "c.pth", "overwrite")
+    one_line_error(_run("predict", ckpt, assets["iv"], "-o", assets["iv"]), 2, "iv.h5", "overwrite")
+    one_line_error(_run("sweep", ckpt, assets["iv"], "-o", assets["iv"]), 2, "iv.h5")
+    assert ckpt.read_bytes() == before
+
+
+def test_sweep_cli_several_files_other_options_and_restart(assets: dict[str, Path], tmp_path: Path) -> None:
+    from epg_core import InterventionSequence, write_interventions
+
+    rng = np.random.default_rng(4)
+    extra = write_interventions(tmp_path / "more.h5", {"dark": InterventionSequence(
+        rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8), np.linspace(0, 1, 3), {"property": "darkness"})})
+    out = tmp_path / "s.h5"
+    glob = str(assets["run"] / "epoch_1*.pt")  # epoch_1, epoch_10 .. epoch_19
+    assert _sweep_counts(_run("sweep", glob, assets["iv"], "-o", out, "--size", 32, "-q")) == \
+        ["convmixer", "11", "11", "0"]
+    both = _run("sweep", glob, assets["iv"], extra, "-o", out, "--size", 32, "-q")
+    assert _sweep_counts(both) == ["convmixer", "11", "11", "0"] and " 3 " in both.stdout  # the new sequence
+    assert {b.sequence for b in read_outputs(out)} == {"bright", "rotate", "dark"}
+    one_line_error(_run("sweep", glob, assets["iv"], "-o", out, "--size", "32x24", "-q"), 1,
+                   "size=\"32x32\"", "size=\"32x24\"", "--restart")
+    one_line_error(_run("sweep", glob, assets["iv"], "-o", out, "--size", 32, "--kind", "logits", "-q"), 1,
+                   "output_kind")
+    one_line_error(_run("sweep", glob, assets["iv"], "-o", out, "--size", 32, "--kind", "logits", "--restart",
+                        "-q"), 2, "'dark'")  # a restart of two sequences would leave 'dark' with other options
+    again = _run("sweep", glob, assets["iv"], extra, "-o", out, "--size", 32, "--kind", "logits", "--restart", "-q")
+    assert _sweep_counts(again) == ["convmixer", "11", "11", "0"]
+    assert {b.output_kind for b in read_outputs(out)} == {"logits"}
+
+
+# --------------------------------------------------------------------------- own models (issue 13)
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+HF_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "resnet": ("ResNetConfig", {"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1],
+                                "layer_type": "basic"}),
+    "vit": ("ViTConfig", {"image_size": 32, "patch_size": 8, "hidden_size": 16, "num_hidden_layers": 1,
+                          "num_attention_heads": 2, "intermediate_size": 32}),
+}
+
+
+def _hf_classifier(family: str, seed: int) -> Any:
+    """A tiny random transformers image classifier (3 labels) whose logits clearly depend on image and seed."""
+    transformers = pytest.importorskip("transformers")
+    name, kwargs = HF_CONFIGS[family]
+    config = getattr(transformers, name)(num_labels=3, id2label={i: f"label{i}" for i in range(3)},
+                                         label2id={f"label{i}": i for i in range(3)}, **kwargs)
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForImageClassification.from_config(config)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                torch.nn.init.kaiming_normal_(module.weight)
+    return model.eval()
+
+
+def _hf_softmax(model: Any, pixel_values: np.ndarray) -> np.ndarray:
+    """The oracle: torch softmax of the transformers model's own logits."""
+    with torch.no_grad():
+        return torch.softmax(model(pixel_values=torch.from_numpy(pixel_values)).logits, dim=-1).numpy()
+
+
+def _wide_interventions(path: Path) -> Path:
+    """Two sequences of 48x64 frames (not square: the shortest-side resize keeps the aspect ratio)."""
+    from epg_core import InterventionSequence, write_interventions
+
+    rng = np.random.default_rng(7)
+    return write_interventions(path, {name: InterventionSequence(
+        rng.integers(0, 256, (4, 48, 64, 3), dtype=np.uint8), np.linspace(0, 1, 4), {"property": name})
+        for name in ("fade", "tint")})
+
+
+def _fresh_notices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Notices are said once per process; start afresh so this test sees its own."""
+    import epg_bridges.models._preprocessing as preprocessing
+
+    monkeypatch.setattr(preprocessing, "_SAID", set())
+
+
+@pytest.mark.parametrize("family", ["resnet", "vit"])
+def test_cli_sweep_over_three_hf_checkpoint_folders(family: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """resnet folders carry a ConvNeXt-style image processor (shortest side, crop 0.875, ImageNet mean/std);
+    vit folders carry none and run at their config's image_size (with a notice). No --size either way."""
+    transformers = pytest.importorskip("transformers")
+    _fresh_notices(monkeypatch)
+    if family == "resnet":
+        processor = transformers.ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=0.875, resample=2,
+                                                        image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD))
+    else:  # the oracle of the fallback: a plain 32x32 stretch with mean = std = 0.5
+        processor = transformers.ViTImageProcessor(size={"height": 32, "width": 32}, resample=2)
+    run = tmp_path / "run"
+    for epoch in range(3):
+        _hf_classifier(family, epoch).save_pretrained(run / f"checkpoint-{epoch}")
+        if family == "resnet":
+            processor.save_pretrained(run / f"checkpoint-{epoch}")
+    iv, out = _wide_interventions(tmp_path / "iv.h5"), tmp_path / "out.h5"
+    with caplog.at_level(logging.WARNING, logger="epg_bridges"):
+        result = _run("sweep", run, iv, "--arch", "hf", "--model-name", family, "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    said = [r.getMessage() for r in caplog.records]
+    fallback = [m for m in said if "no preprocessing stored with the model" in m]
+    assert bool(fallback) == (family == "vit"), said
+    frames = {name: seq.images for name, seq in read_interventions(iv).items()}
+    for block in read_outputs(out):
+        assert block.checkpoints == ["checkpoint-0", "checkpoint-1", "checkpoint-2"] and block.done.all()
+        assert block.classes == ["label0", "label1", "label2"]  # the folders' id2label
+        assert block.preprocessing["resize"] == ("shortest" if family == "resnet" else "stretch")
+        x = processor(images=list(frames[block.sequence]), return_tensors="np")["pixel_values"]
+        for m in range(3):
+            expected = _hf_softmax(_hf_classifier(family, m), x)
+            np.testing.assert_allclose(block.outputs[m], expected, atol=1e-4, rtol=0)
+        assert np.abs(block.outputs[0] - block.outputs[2]).max() > 1e-3  # each checkpoint's own weights
+
+
+def test_cli_shortest_resize_center_crop_classes_file_and_contradiction(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--resize shortest --crop center equals transformers' own ConvNeXt preprocessing; --classes-file names the
+    outputs; an option that contradicts what the folder carries is used, and the run says so in one line."""
+    transformers = pytest.importorskip("transformers")
+    _fresh_notices(monkeypatch)
+    model = _hf_classifier("resnet", 5)
+    folder = tmp_path / "resnet"
+    model.save_pretrained(folder)
+    iv = _wide_interventions(tmp_path / "iv.h5")
+    (tmp_path / "classes.txt").write_text("tabby cat\n\nbeagle\n tench \n")
+    out = tmp_path / "out.h5"
+    result = _run("predict", folder, iv, "--arch", "hf", "-o", out, "--size", 32, "--resize", "shortest",
+                  "--crop", "center", "--crop-pct", 0.875, "--mean", "0.485,0.456,0.406", "--std",
+                  "0.229,0.224,0.225", "--classes-file", tmp_path / "classes.txt", "-q")
+    assert result.exit_code == 0, result.output
+    processor = transformers.ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=0.875, resample=2,
+                                                    image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD))
+    frames = read_interventions(iv)
+    for block in read_outputs(out):
+        assert block.classes == ["tabby cat", "beagle", "tench"]
+        x = processor(images=list(frames[block.sequence].images), return_tensors="np")["pixel_values"]
+        np.testing.assert_allclose(block.outputs[0], _hf_softmax(model, x), atol=1e-4, rtol=0)
+
+    processor.save_pretrained(folder)  # now the folder carries it; --size 40 contradicts it
+    with caplog.at_level(logging.WARNING, logger="epg_bridges"):
+        result = _run("predict", folder, iv, "--arch", "hf", "-o", tmp_path / "big.h5", "--size", 40, "-q")
+    assert result.exit_code == 0, result.output
+    said = [r.getMessage() for r in caplog.records if "as asked" in r.getMessage()]
+    assert said == [f"{folder}: the model was made for size 32x32; running it with 40x40 as asked"]
+    block = read_outputs(tmp_path / "big.h5")[0]
+    assert block.preprocessing["size"] == [40, 40] and block.preprocessing["crop_pct"] == 0.875
+    onnx_path = tmp_path / "resnet.onnx"  # exported with what the folder carries: its spec runs it the same way
+    assert _run("export", folder, "--arch", "hf", "-o", onnx_path, "-q").exit_code == 0
+    assert _run("predict", onnx_path, iv, "-o", tmp_path / "onnx.h5", "-q").exit_code == 0
+    for block in read_outputs(tmp_path / "onnx.h5"):
+        assert block.classes == ["label0", "label1", "label2"] and block.preprocessing["resize"] == "shortest"
+        x = processor(images=list(frames[block.sequence].images), return_tensors="np")["pixel_values"]
+        np.testing.assert_allclose(block.outputs[0], _hf_softmax(model, x), atol=1e-4, rtol=0)
+    one_line_error(_run("predict", folder, iv, "--arch", "hf", "-o", out, "--classes", "a,b", "--classes-file",
+                        tmp_path / "classes.txt", "-q"), 2, "--classes-file")
+    (tmp_path / "two.txt").write_text("a\nb\n")
+    one_line_error(_run("predict", folder, iv, "--arch", "hf", "-o", out, "--classes-file", tmp_path / "two.txt",
+                        "-q"), 2, "two.txt", "2 class names given", "3 outputs")
+    one_line_error(_run("sweep", folder, iv, "-o", out, "-q"), 2, "Hugging Face model folder", "--arch hf")
+
+
+def test_cli_no_ema_takes_the_raw_weights(tmp_path: Path) -> None:
+    """timm-style checkpoints (raw + EMA weights): the EMA ones by default, --no-ema the raw ones, in every
+    checkpoint of a sweep."""
+    from epg_bridges.models import Preprocessing, torch_outputs
+    from epg_bridges.testing import tiny_model
+
+    prep = Preprocessing(size=(32, 32))
+    run = tmp_path / "run"
+    run.mkdir()
+    pairs = [(tiny_model(2 * i), tiny_model(2 * i + 1)) for i in range(2)]
+    for i, (raw, ema) in enumerate(pairs):
+        torch.save({"state_dict": raw.state_dict(), "state_dict_ema": ema.state_dict()}, run / f"e{i}.pth.tar")
+    iv = small_interventions(tmp_path / "iv.h5")
+    images = read_interventions(iv)["bright"].images
+    for flag, pick in (((), 1), (("--no-ema",), 0)):
+        out = tmp_path / f"out{len(flag)}.h5"
+        result = _run("predict", run / "e0.pth.tar", iv, "-o", out, "--size", 32, "--kind", "logits", *flag, "-q")
+        assert result.exit_code == 0, result.output
+        np.testing.assert_allclose(read_outputs(out, "e0.pth", "bright")[0].outputs[0],
+                                   torch_outputs(pairs[0][pick], prep.apply(images)), atol=1e-4, rtol=0)
+        swept = tmp_path / f"swept{len(flag)}.h5"
+        result = _run("sweep", run, iv, "-o", swept, "--size", 32, "--kind", "logits", *flag, "-q")
+        assert result.exit_code == 0, result.output
+        block = read_outputs(swept, "convmixer", "bright")[0]
+        for m in range(2):
+            np.testing.assert_allclose(block.outputs[m], torch_outputs(pairs[m][pick], prep.apply(images)),
+                                       atol=1e-4, rtol=0)
+    one_line_error(_run("sweep", run, iv, "-o", tmp_path / "swept1.h5", "--size", 32, "--kind", "logits", "-q"), 1,
+                   "no_ema")  # a rerun with the other weights is refused, like any other changed option

@@ -1,3 +1,5 @@
+# pyright: reportOptionalMemberAccess=false, reportOptionalSubscript=false, reportOptionalOperand=false
+# pyright: reportArgumentType=false, reportCallIssue=false, reportAttributeAccessIssue=false
 """epg_core numerics against oracles nobody here wrote: SymPy, np.gradient, SciPy."""
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import epg_core as E
+
+pytestmark = pytest.mark.usefixtures("x64")  # float64 oracles: a float64 scope per test
 
 
 # ----------------------------------------------------------------------------- Fornberg vs SymPy
@@ -56,7 +60,8 @@ def test_derivative_other_axis_and_decreasing_grid() -> None:
     rng = np.random.default_rng(3)
     y = rng.normal(size=(7, 4))
     x = -np.cumsum(rng.uniform(0.1, 1.0, 7))  # strictly decreasing is a valid grid
-    np.testing.assert_allclose(np.asarray(E.derivative(y, x, axis=0)), np.gradient(y, x, axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(E.derivative(y, x, axis=0)), np.gradient(y, x, axis=0),
+                               rtol=1e-12, atol=1e-12)
 
 
 def test_higher_accuracy_and_orders_are_exact_on_polynomials() -> None:
@@ -93,7 +98,7 @@ def test_epg_trapezoid_weighting() -> None:
 def test_float32_by_default_dtype_follows_input() -> None:
     y = np.random.default_rng(6).normal(size=20).astype(np.float32)
     assert E.epg(y).dtype == jnp.float32
-    assert E.epg(y.astype(np.float64)).dtype == jnp.float64  # x64 is on in the test session
+    assert E.epg(y.astype(np.float64)).dtype == jnp.float64  # the x64 fixture is on in this module
 
 
 def test_jit_and_vmap_of_epg() -> None:
@@ -102,7 +107,8 @@ def test_jit_and_vmap_of_epg() -> None:
     np.testing.assert_allclose(np.asarray(jax.jit(E.epg)(y)), ref, rtol=1e-12)
     np.testing.assert_allclose(np.asarray(jax.vmap(E.epg)(y)), ref, rtol=1e-12)
     x = jnp.linspace(0.0, 2.0, 30)
-    np.testing.assert_allclose(np.asarray(jax.jit(E.epg)(y, x)), np.mean(np.abs(np.gradient(y, np.asarray(x), axis=-1)), -1), rtol=1e-12)
+    ref_x = np.mean(np.abs(np.gradient(y, np.asarray(x), axis=-1)), -1)
+    np.testing.assert_allclose(np.asarray(jax.jit(E.epg)(y, x)), ref_x, rtol=1e-12)
 
 
 @settings(max_examples=40, deadline=None)

@@ -56,7 +56,8 @@ def test_grouped_rows_equal_numpy_on_the_file(tmp_path: Path) -> None:
             assert np.isnan(r["pvalue"])
         else:
             assert r["epg"] == pytest.approx(per[seqs.index(r["sequence"])], rel=1e-9)
-    verdict = {(r["model"], r["property"]): r for r in rows if r["aggregate"] == "mean_curve" and r["checkpoint"] == "e3"}
+    verdict = {(r["model"], r["property"]): r for r in rows
+               if r["aggregate"] == "mean_curve" and r["checkpoint"] == "e3"}
     assert verdict[("a", "dark")]["significant"] and verdict[("a", "dark")]["flips"] == 1
     assert verdict[("a", "dark")]["epg"] >= 10 * verdict[("a", "hue")]["epg"]
     assert not any(v["flips"] for k, v in verdict.items() if k != ("a", "dark"))

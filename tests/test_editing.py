@@ -17,6 +17,8 @@ import torch
 from PIL import Image
 
 from epg_bridges.interventions import (
+    LeditsOptions,
+    Pix2PixOptions,
     check_tokenizer,
     default_guidance_scales,
     edit_sequence,
@@ -28,11 +30,12 @@ from epg_bridges.interventions import (
     validate_scales,
 )
 from epg_bridges.testing import tiny_random_pipeline
-from epg_core import read_interventions, write_interventions
+from epg_core import DataError, UsageError, read_interventions, write_interventions
 
 STEPS = 3
 SEED = 11
 SCALES = [1.5, 3.0, 7.5, 14.0]
+OPTS = Pix2PixOptions(image_guidance_scale=1.5, num_inference_steps=STEPS, batch_size=3)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -83,14 +86,18 @@ def test_default_scales_follow_the_paper() -> None:
      ([], "non-empty"), ([1.5, float("nan")], "finite")],
 )
 def test_bad_scales_are_one_line_errors(scales: list[float], match: str) -> None:
-    with pytest.raises(ValueError, match=match) as info:
+    with pytest.raises(UsageError, match=match) as info:
         validate_scales(scales)
     assert "\n" not in str(info.value)
 
 
 def test_batched_sweep_equals_stock_per_scale_calls(ip2p: Any, picture: Image.Image) -> None:
-    batched = pix2pix_sweep(ip2p, picture, "make it a cat", SCALES, image_guidance_scale=1.5,
-                            num_inference_steps=STEPS, seed=SEED, batch_size=3)  # chunks of 3 and 1
+    calls: list[tuple[int, int]] = []
+    batched = pix2pix_sweep(ip2p, picture, "make it a cat", SCALES, OPTS, seed=SEED,
+                            progress=lambda done, total: calls.append((done, total)))  # chunks of 3 and 1
+    total = STEPS * len(SCALES)  # a batch of 3 advances 3 scale-steps per denoising step, then a batch of 1
+    assert calls == [(0, total), *[(3 * i, total) for i in range(1, STEPS + 1)],
+                     *[(3 * STEPS + i, total) for i in range(1, STEPS + 1)]]
     stock = _stock_pix2pix(ip2p, picture, SCALES)
     assert batched.shape == stock.shape == (4, 32, 32, 3)
     assert np.abs(batched - stock).max() < 1e-4
@@ -99,22 +106,20 @@ def test_batched_sweep_equals_stock_per_scale_calls(ip2p: Any, picture: Image.Im
 
 
 def test_same_seed_same_images_and_batch_size_does_not_matter(ip2p: Any, picture: Image.Image) -> None:
-    kw: dict[str, Any] = {"image_guidance_scale": 1.5, "num_inference_steps": STEPS, "seed": SEED}
-    a = pix2pix_sweep(ip2p, picture, "make it a cat", SCALES[:3], batch_size=3, **kw)
-    b = pix2pix_sweep(ip2p, picture, "make it a cat", SCALES[:3], batch_size=3, **kw)
-    one = pix2pix_sweep(ip2p, picture, "make it a cat", SCALES[:3], batch_size=1, **kw)
+    a = pix2pix_sweep(ip2p, picture, "make it a cat", SCALES[:3], OPTS, seed=SEED)
+    b = pix2pix_sweep(ip2p, picture, "make it a cat", SCALES[:3], OPTS, seed=SEED)
+    one = pix2pix_sweep(ip2p, picture, "make it a cat", SCALES[:3], Pix2PixOptions(1.5, STEPS, 1), seed=SEED)
     assert np.array_equal(a, b)
     assert np.abs(a - one).max() < 1e-4
-    other = pix2pix_sweep(ip2p, picture, "make it a cat", SCALES[:3], batch_size=3,
-                          **{**kw, "seed": SEED + 1})
+    other = pix2pix_sweep(ip2p, picture, "make it a cat", SCALES[:3], OPTS, seed=SEED + 1)
     assert np.abs(a - other).max() > 0.05
 
 
 def test_edit_sequence_holds_the_original_and_one_image_per_scale(ip2p: Any, picture: Image.Image,
                                                                   tmp_path: Path) -> None:
     big = picture.resize((37, 35))  # not a multiple of the VAE factor: cropped down by resizing
-    seq = edit_sequence(np.asarray(big), "make it a cat", pipe=ip2p, guidance_scales=SCALES, image_guidance_scale=1.5,
-                        num_inference_steps=STEPS, seed=SEED, batch_size=2, quiet=True)
+    seq = edit_sequence(np.asarray(big), "make it a cat", pipe=ip2p, guidance_scales=SCALES, seed=SEED,
+                        options=Pix2PixOptions(image_guidance_scale=1.5, num_inference_steps=STEPS, batch_size=2))
     assert seq.images.shape == (len(SCALES) + 1, 34, 36, 3)
     assert np.array_equal(seq.values, [1.0, *SCALES])
     expected_original = np.asarray(prepare_edit_image(big, multiple=ip2p.vae_scale_factor))
@@ -134,7 +139,10 @@ def test_edit_sequence_holds_the_original_and_one_image_per_scale(ip2p: Any, pic
 
 def test_ledits_sweep_reuses_one_inversion_and_equals_stock_calls(ledits: Any, picture: Image.Image) -> None:
     scales = [2.0, 6.0, 12.0]
-    ours = ledits_sweep(ledits, picture, "cat", scales, num_inversion_steps=STEPS, seed=SEED)
+    calls: list[tuple[int, int]] = []
+    ours = ledits_sweep(ledits, picture, "cat", scales, LeditsOptions(num_inversion_steps=STEPS), seed=SEED,
+                        progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, len(scales) + 1) for i in range(len(scales) + 2)]  # the inversion, then each scale
     stock = []
     for g in scales:  # the stock recipe, with a fresh inversion for every scale
         ledits.invert(image=picture, num_inversion_steps=STEPS, skip=0.15,
@@ -144,25 +152,33 @@ def test_ledits_sweep_reuses_one_inversion_and_equals_stock_calls(ledits: Any, p
     assert ours.shape == (3, 32, 32, 3)
     assert np.abs(ours - stock_arr).max() < 1e-4
     assert np.abs(stock_arr[0] - stock_arr[-1]).max() > 0.01
-    again = ledits_sweep(ledits, picture, "cat", scales, num_inversion_steps=STEPS, seed=SEED)
+    again = ledits_sweep(ledits, picture, "cat", scales, LeditsOptions(num_inversion_steps=STEPS), seed=SEED)
     assert np.array_equal(ours, again)
 
 
 def test_ledits_sequence_starts_at_zero_guidance(ledits: Any, picture: Image.Image) -> None:
-    seq = edit_sequence(picture.resize((40, 70)), "cat", pipe=ledits, method="ledits++", guidance_scales=[1.0, 5.0],
-                        num_inference_steps=2, seed=1, quiet=True)
+    seq = edit_sequence(picture.resize((40, 70)), "cat", pipe=ledits, options=LeditsOptions(num_inversion_steps=2),
+                        guidance_scales=[1.0, 5.0], seed=1)
     assert seq.images.shape == (3, 64, 32, 3)  # sides rounded down to multiples of 32
     assert np.array_equal(seq.values, [0.0, 1.0, 5.0])
     assert seq.attrs["batched"] is False and seq.attrs["property"] == "edit guidance scale"
-    with pytest.raises(ValueError, match="multiples of 32"):
-        ledits_sweep(ledits, picture.resize((40, 40)), "cat", [1.0], num_inversion_steps=2)
-    with pytest.raises(ValueError, match="must all be > 0"):
-        edit_sequence(picture, "cat", pipe=ledits, method="ledits++", guidance_scales=[0.0, 1.0], quiet=True)
+    with pytest.raises(UsageError, match="multiples of 32"):
+        ledits_sweep(ledits, picture.resize((40, 40)), "cat", [1.0], LeditsOptions(num_inversion_steps=2))
+    with pytest.raises(UsageError, match="must all be > 0"):
+        edit_sequence(picture, "cat", pipe=ledits, options=LeditsOptions(), guidance_scales=[0.0, 1.0])
 
 
-def test_image_guidance_below_one_is_refused(ip2p: Any, picture: Image.Image) -> None:
-    with pytest.raises(ValueError, match="image guidance scale must be >= 1"):
-        pix2pix_sweep(ip2p, picture, "x", [2.0], image_guidance_scale=0.5, num_inference_steps=1)
+@pytest.mark.parametrize("make, match", [
+    (lambda: Pix2PixOptions(image_guidance_scale=0.5), "image guidance scale must be >= 1"),
+    (lambda: Pix2PixOptions(num_inference_steps=0), "num_inference_steps must be an integer >= 1"),
+    (lambda: Pix2PixOptions(batch_size=0), "batch size must be"),
+    (lambda: LeditsOptions(skip=1.0), r"skip must lie in \[0, 1\)"),
+    (lambda: LeditsOptions(edit_threshold=1.5), "edit threshold"),
+    (lambda: LeditsOptions(num_inversion_steps=2.5), "num_inversion_steps"),  # type: ignore[arg-type]
+])
+def test_bad_editor_options_are_refused_on_construction(make: Any, match: str) -> None:
+    with pytest.raises(UsageError, match=match):
+        make()
 
 
 def test_broken_tokenizer_is_refused(tmp_path: Path) -> None:
@@ -170,20 +186,20 @@ def test_broken_tokenizer_is_refused(tmp_path: Path) -> None:
 
     broken = CLIPTokenizer.from_pretrained(str(tmp_path))  # no vocabulary files: silently "works"
     assert len(broken) <= 3
-    with pytest.raises(ValueError, match="tokenizer is broken"):
+    with pytest.raises(DataError, match="tokenizer is broken"):
         check_tokenizer(broken)
     check_tokenizer(tiny_random_pipeline("instruct-pix2pix").tokenizer)  # a real vocabulary passes
 
 
 def test_missing_models_fail_fast_with_instructions(tmp_path: Path) -> None:
     t0 = time.perf_counter()
-    with pytest.raises(ValueError, match="does not exist.*local diffusers pipeline folder") as info:
+    with pytest.raises(DataError, match="does not exist.*local diffusers pipeline folder") as info:
         load_pipeline(tmp_path / "no-such-model")
     assert "\n" not in str(info.value)
-    with pytest.raises(ValueError, match="Hugging Face cache"):
+    with pytest.raises(DataError, match="Hugging Face cache"):
         load_pipeline("epg-test-org/definitely-not-cached-model")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no model_index.json"):
+    with pytest.raises(DataError, match="no model_index.json"):
         load_pipeline(tmp_path / "empty")
     assert time.perf_counter() - t0 < 30  # no network retries
 
@@ -192,18 +208,18 @@ def test_saved_pipeline_loads_from_local_files(ip2p: Any, picture: Image.Image, 
     ip2p.save_pretrained(tmp_path / "tiny")
     loaded = load_pipeline(tmp_path / "tiny", device="cpu")
     assert loaded.unet.dtype == torch.float32
-    kw: dict[str, Any] = {"image_guidance_scale": 1.5, "num_inference_steps": 2, "seed": SEED, "batch_size": 2}
-    a = pix2pix_sweep(ip2p, picture, "make it a cat", [2.0, 5.0], **kw)
-    b = pix2pix_sweep(loaded, picture, "make it a cat", [2.0, 5.0], **kw)
+    opts = Pix2PixOptions(image_guidance_scale=1.5, num_inference_steps=2, batch_size=2)
+    a = pix2pix_sweep(ip2p, picture, "make it a cat", [2.0, 5.0], opts, seed=SEED)
+    b = pix2pix_sweep(loaded, picture, "make it a cat", [2.0, 5.0], opts, seed=SEED)
     assert np.abs(a - b).max() < 1e-5
     for name in ("vocab.json", "merges.txt", "tokenizer.json"):
         (tmp_path / "tiny" / "tokenizer" / name).unlink(missing_ok=True)
-    with pytest.raises(ValueError, match="tokenizer is broken"):
+    with pytest.raises(DataError, match="tokenizer is broken"):
         load_pipeline(tmp_path / "tiny", device="cpu")
 
 
 def test_cpu_runs_in_float32() -> None:
     device, dtype = select_device("cpu")
     assert device.type == "cpu" and dtype == torch.float32
-    with pytest.raises(ValueError, match="unknown torch device"):
+    with pytest.raises(UsageError, match="unknown torch device"):
         select_device("gpu-please")

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from epg_bridges.interventions import frames_sequence, list_frames, load_image, natural_key, read_values_csv
+from epg_core import DataError
 
 
 def _write_frames(folder: Path, n: int, size: tuple[int, int] = (20, 12), prefix: str = "frame_") -> list[np.ndarray]:
@@ -48,7 +49,9 @@ def test_without_csv_the_frame_index_is_the_value(tmp_path: Path) -> None:
     _write_frames(tmp_path / "f", 3)
     seq = frames_sequence(tmp_path / "f")
     assert np.array_equal(seq.values, [0.0, 1.0, 2.0])
-    assert seq.attrs["property"] == "frame index"
+    assert seq.attrs["property"] == "frame-index" and seq.attrs["image"] == "f"  # the folder's name
+    named = frames_sequence(tmp_path / "f", property="angle", attrs={"image": "car"})
+    assert (named.attrs["property"], named.attrs["image"]) == ("angle", "car")
 
 
 def test_frames_are_resized_to_the_first_or_a_given_size(tmp_path: Path) -> None:
@@ -86,7 +89,7 @@ def test_csv_with_the_wrong_number_of_rows_is_a_one_line_error(tmp_path: Path) -
     _write_frames(tmp_path / "f", 4)
     csv = tmp_path / "v.csv"
     csv.write_text("angle\n0\n1\n2\n")
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(DataError) as info:
         frames_sequence(tmp_path / "f", values_csv=csv)
     msg = str(info.value)
     assert "3 value rows" in msg and "4 frames" in msg and "\n" not in msg
@@ -95,17 +98,24 @@ def test_csv_with_the_wrong_number_of_rows_is_a_one_line_error(tmp_path: Path) -
 def test_csv_with_text_in_the_values_is_an_error(tmp_path: Path) -> None:
     csv = tmp_path / "v.csv"
     csv.write_text("angle\n0\nten\n")
-    with pytest.raises(ValueError, match="row 3"):
+    with pytest.raises(DataError, match="row 3"):
         read_values_csv(csv)
-    with pytest.raises(ValueError, match="no column named"):
+    with pytest.raises(DataError, match="no column named"):
         read_values_csv(csv, column="light")
+
+
+def test_progress_counts_frames(tmp_path: Path) -> None:
+    _write_frames(tmp_path / "f", 3)
+    calls: list[tuple[int, int]] = []
+    frames_sequence(tmp_path / "f", progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
 
 
 def test_empty_or_missing_folders_and_unreadable_images(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no image files"):
+    with pytest.raises(DataError, match="no image files"):
         list_frames(tmp_path / "empty")
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(DataError, match="does not exist"):
         frames_sequence(tmp_path / "missing")
     bad = tmp_path / "broken"
     _write_frames(bad, 2)

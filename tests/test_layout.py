@@ -28,7 +28,6 @@ ALLOWED = {
 }
 #: Private modules of another package that are still imported, each waiting for a public name in epg_core.
 PENDING_PRIVATE = {
-    ("bridges/report/_report.py", "epg_core._scoring"),  # resolve_target: the report will read the scored class
     ("bench/_perm_impls.py", "epg_core._permutation"),  # clear_cache: times the permutation generation
 }
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+import epg_core as E
 from epg_bridges.interventions import load_image
 from epg_bridges.models import (
     ModelSpec,
@@ -27,8 +28,12 @@ from epg_bridges.models import (
     load_text_embeddings,
     make_session,
     postprocess,
+    preprocessing_from_hf,
+    read_classes_file,
     read_spec,
+    resolve_classes,
     resolve_factory,
+    resolve_preprocessing,
     select_provider,
     spec_path,
     torch_outputs,
@@ -88,7 +93,8 @@ def test_plain_state_dict_and_paras_dict_give_the_same_model(tmp_path: Path) -> 
 def test_data_parallel_prefix_is_stripped(tmp_path: Path) -> None:
     state = {f"module.{k}": v for k, v in tiny_model().state_dict().items()}
     torch.save(state, tmp_path / "dp.pt")
-    assert set(load_checkpoint(tmp_path / "dp.pt").state_dict) == set(tiny_model().state_dict())
+    x = torch.from_numpy(PREP32.random_batch(2))
+    assert torch.equal(build_model("convmixer", tmp_path / "dp.pt")(x), tiny_model()(x))
 
 
 def test_factory_module_function(tmp_path: Path) -> None:
@@ -137,8 +143,8 @@ def test_corrupt_and_unsafe_checkpoints_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="corrupt or unreadable"):
         load_checkpoint(tmp_path / "noise.pt")
     torch.save({"state_dict": tiny_model().state_dict(), "obj": TwoLayer()}, tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match=r"evil\.pt: checkpoint refused by weights_only loading "
-                                         r"\(it pickles the Python object epg_bridges\.testing\._models\.TwoLayer"):
+    with pytest.raises(ValueError, match=r"evil\.pt: refused: the file holds a whole pickled model "
+                                         r"\(epg_bridges\.testing\._models\.TwoLayer\)"):
         load_checkpoint(tmp_path / "evil.pt")
     with open(tmp_path / "old.pt", "wb") as handle:  # a raw pickle, not a torch checkpoint
         pickle.dump({"a": 1}, handle, protocol=4)
@@ -298,3 +304,65 @@ def test_non_image_file_is_one_line(tmp_path: Path) -> None:
         collect_inputs([tmp_path / "ok.png", tmp_path / "notes.jpg"])
     image = load_image(tmp_path / "ok.png")
     assert image.shape == (4, 4, 3) and image.dtype == np.uint8
+
+
+# --------------------------------------------------------------------------- preprocessing rules (issue 13)
+
+
+def test_shortest_resize_center_crop_matches_the_torchvision_recipe() -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (50, 80, 3), dtype=np.uint8)  # landscape: the height is the short side
+    prep = Preprocessing(size=(28, 28), resize="shortest", crop="center", crop_pct=0.875, interpolation="bicubic",
+                         mean=(0.1, 0.2, 0.3), std=(0.5, 0.5, 0.5))
+    # torchvision: Resize(32) -> 32 x int(32 * 80 / 50) = 32 x 51; CenterCrop(28): top round(2.0), left round(11.5)
+    scaled = np.asarray(Image.fromarray(image).resize((51, 32), Image.Resampling.BICUBIC), np.float32) / 255
+    crop = scaled[2:30, 12:40]
+    manual = ((crop - [0.1, 0.2, 0.3]) / 0.5).transpose(2, 0, 1)
+    np.testing.assert_allclose(prep.apply(image[None])[0], manual, atol=1e-6)
+    assert Preprocessing.from_dict(prep.to_dict()) == prep
+    legacy = Preprocessing.from_dict({"size": [8, 8], "resize": "bicubic", "mean": [0.5] * 3, "std": [0.5] * 3,
+                                      "channel_order": "RGB", "layout": "NCHW", "scale": "0-1"})  # a v1 spec
+    assert (legacy.resize, legacy.interpolation, legacy.crop) == ("stretch", "bicubic", "none")
+    with pytest.raises(E.UsageError, match="needs crop 'center'"):
+        Preprocessing(resize="shortest")
+
+
+def test_hf_image_processor_configs() -> None:
+    convnext = preprocessing_from_hf({"do_resize": True, "size": {"shortest_edge": 224}, "crop_pct": 0.875,
+                                      "resample": 3, "image_mean": [0.485, 0.456, 0.406],
+                                      "image_std": [0.229, 0.224, 0.225]}, "cfg")
+    assert (convnext.size, convnext.resize, convnext.crop, convnext.crop_pct) == ((224, 224), "shortest",
+                                                                                   "center", 0.875)
+    clip = preprocessing_from_hf({"size": {"shortest_edge": 224}, "do_center_crop": True,
+                                  "crop_size": {"height": 224, "width": 224}, "resample": 3}, "cfg")
+    assert (clip.crop_pct, clip.interpolation) == (1.0, "bicubic")
+    vit = preprocessing_from_hf({"size": {"height": 32, "width": 32}, "resample": 2, "do_rescale": True,
+                                 "rescale_factor": 1 / 127.5, "rescale_offset": True, "do_normalize": False}, "cfg")
+    pixels = np.array([[[[0, 127, 255]]]], np.uint8).repeat(32, 1).repeat(32, 2)[..., :3]
+    expected = pixels[0, 0, 0].astype(np.float32) / 127.5 - 1  # HF: p * factor - 1, no normalisation
+    np.testing.assert_allclose(vit.apply(pixels)[0, :, 0, 0], expected, atol=1e-6)
+
+
+def test_preprocessing_rule_and_classes_file(tmp_path: Path) -> None:
+    said: list[str] = []
+    carried = Preprocessing(size=(224, 224), resize="shortest", crop="center", crop_pct=0.875)
+    assert resolve_preprocessing(carried, {"size": None}, source="m", notice=said.append) == carried and not said
+    mine = resolve_preprocessing(carried, {"size": (160, 160), "crop": "center"}, source="m", notice=said.append)
+    assert mine.size == (160, 160) and mine.resize == "shortest"
+    assert said == ["m: the model was made for size 224x224; running it with 160x160 as asked"]
+    with pytest.raises(E.UsageError, match=r"m: the model carries no preprocessing; give its input size"):
+        resolve_preprocessing(None, {}, source="m")
+    assert resolve_preprocessing(None, {"size": 32}, source="m").size == (32, 32)
+    fallback = resolve_preprocessing(None, {}, source="m", fallback=PREP32, notice=said.append)
+    assert fallback == PREP32 and "no preprocessing stored with the model" in said[-1]
+
+    (tmp_path / "classes.txt").write_text("tench\ncrane\n\n  goldfish \ncrane\n")
+    names = read_classes_file(tmp_path / "classes.txt", notice=said.append)
+    assert names == ["tench", "crane (2)", "goldfish", "crane (5)"] and "repeated class names" in said[-1]
+    assert resolve_classes(4, classes_file=tmp_path / "classes.txt", notice=said.append) == names
+    assert resolve_classes(2, model_classes=["a", "b"]) == ["a", "b"]
+    assert resolve_classes(2) == ["class_0", "class_1"]
+    with pytest.raises(E.UsageError, match=r"classes\.txt: 4 class names given but the model has 3 outputs"):
+        resolve_classes(3, classes_file=tmp_path / "classes.txt")

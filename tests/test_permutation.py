@@ -1,3 +1,5 @@
+# pyright: reportOptionalMemberAccess=false, reportOptionalSubscript=false, reportOptionalOperand=false
+# pyright: reportArgumentType=false, reportCallIssue=false, reportAttributeAccessIssue=false
 """The shuffle test against scipy.stats.permutation_test, calibration, and the paper's Fig. 9 claims."""
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import scipy.stats
 
 import epg_core as E
 from epg_core import _perm_scan
+
+pytestmark = pytest.mark.usefixtures("x64")  # float64 oracles: a float64 scope per test
 
 
 def _np_epg(y: np.ndarray, axis: int = -1) -> np.ndarray:

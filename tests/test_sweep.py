@@ -1,17 +1,20 @@
-"""Checkpoint sweeps by weight swap: equality with fresh exports, resume after interruption, refusals."""
+"""Checkpoint sweeps by weight swap: equality with fresh exports, resume, incremental additions, refusals."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
-import h5py
 import numpy as np
 import pytest
 import torch
+from helpers import assert_same_content
 
 from epg_bridges.models import (
     OnnxRunner,
     Preprocessing,
+    RunOptions,
     WeightSwapper,
     build_model,
     checkpoint_names,
@@ -27,9 +30,10 @@ from epg_bridges.models import (
 from epg_bridges.testing import TINY_CONVMIXER as TINY
 from epg_bridges.testing import small_interventions as _interventions
 from epg_bridges.testing import train_run
-from epg_core import read_outputs
+from epg_core import DataError, InterventionSequence, UsageError, read_outputs, read_run_options, write_interventions
 
 PREP = Preprocessing(size=(32, 32))
+OPTS = RunOptions(preprocessing=PREP, classes=["a", "b", "c"])
 N_CKPT = 20
 
 
@@ -45,36 +49,10 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def full_sweep(run_dir: Path) -> Path:
     """The uninterrupted reference sweep."""
     out = run_dir / "full.h5"
-    result = sweep(str(run_dir / "ckpts" / "epoch_*.pt"), [run_dir / "iv.h5"], out, preprocessing=PREP,
-                   classes=["a", "b", "c"], quiet=True)
+    result = sweep(str(run_dir / "ckpts" / "epoch_*.pt"), [run_dir / "iv.h5"], out, OPTS)
     assert result.computed == list(range(N_CKPT)) and result.skipped == []
     assert result.swap_check_diff is not None and result.swap_check_diff < 1e-4
     return out
-
-
-def _content(path: Path) -> dict[str, object]:
-    """Every dataset and attribute of an HDF5 file (for 'identical file' comparisons)."""
-    found: dict[str, object] = {}
-    with h5py.File(path) as handle:
-        found["/attrs"] = dict(handle.attrs)
-
-        def visit(name: str, obj: object) -> None:
-            if isinstance(obj, h5py.Dataset):
-                found[name] = obj[()]
-            found[name + "/attrs"] = {k: v for k, v in obj.attrs.items()}  # type: ignore[attr-defined]
-
-        handle.visititems(visit)
-    return found
-
-
-def _assert_same_content(a: Path, b: Path) -> None:
-    ca, cb = _content(a), _content(b)
-    assert ca.keys() == cb.keys()
-    for key in ca:
-        if isinstance(ca[key], np.ndarray):
-            np.testing.assert_array_equal(ca[key], cb[key], err_msg=key)
-        else:
-            assert str(ca[key]) == str(cb[key]), key
 
 
 # --------------------------------------------------------------------------- listing
@@ -144,42 +122,112 @@ def test_swapper_refuses_optimised_export_that_folds_tensors() -> None:
 
 def test_interrupted_sweep_resumes_without_recomputing(run_dir: Path, full_sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "partial.h5"
-    stored: list[int] = []
+    calls: list[tuple[int, int]] = []
 
-    def ctrl_c_after_eight(index: int, name: str) -> None:
-        stored.append(index)
-        if len(stored) == 8:
+    def ctrl_c_after_eight(done: int, total: int) -> None:
+        calls.append((done, total))
+        if done == 8:
             raise KeyboardInterrupt
 
     glob = str(run_dir / "ckpts" / "epoch_*.pt")
     with pytest.raises(KeyboardInterrupt):
-        sweep(glob, [run_dir / "iv.h5"], out, preprocessing=PREP, classes=["a", "b", "c"], quiet=True,
-              on_checkpoint=ctrl_c_after_eight)
+        sweep(glob, [run_dir / "iv.h5"], out, OPTS, progress=ctrl_c_after_eight)
+    assert calls == [(i, N_CKPT) for i in range(9)]
     partial = read_outputs(out, "convmixer", "bright")[0]
     assert partial.done.sum() == 8 and partial.done[:8].all()
     assert np.isnan(partial.outputs[8:]).all()
 
-    again: list[int] = []
-    result = sweep(glob, [run_dir / "iv.h5"], out, preprocessing=PREP, classes=["a", "b", "c"], quiet=True,
-                   on_checkpoint=lambda i, n: again.append(i))
+    again: list[tuple[int, int]] = []
+    result = sweep(glob, [run_dir / "iv.h5"], out, OPTS, progress=lambda d, t: again.append((d, t)))
     assert result.skipped == list(range(8)) and result.computed == list(range(8, N_CKPT))
-    assert again == list(range(8, N_CKPT))  # 12 computed, none of the 8 finished ones again
-    _assert_same_content(out, full_sweep)
+    assert again == [(i, N_CKPT) for i in range(8, N_CKPT + 1)]  # 12 computed, none of the 8 finished ones
+    assert_same_content(out, full_sweep)
 
-    third = sweep(glob, [run_dir / "iv.h5"], out, preprocessing=PREP, classes=["a", "b", "c"], quiet=True)
+    third = sweep(glob, [run_dir / "iv.h5"], out, OPTS)
     assert third.computed == [] and len(third.skipped) == N_CKPT and third.provider is None  # no export at all
 
 
-def test_resume_refuses_a_different_run(run_dir: Path, full_sweep: Path, tmp_path: Path) -> None:
+def test_rerun_with_other_options_is_refused_naming_the_option(run_dir: Path, full_sweep: Path,
+                                                               tmp_path: Path) -> None:
     out = tmp_path / "copy.h5"
     out.write_bytes(full_sweep.read_bytes())
-    with pytest.raises(ValueError, match="swept over other checkpoints"):
-        sweep(find_checkpoints(str(run_dir / "ckpts" / "epoch_*.pt"))[:5], [run_dir / "iv.h5"], out,
-              preprocessing=PREP, quiet=True)
-    with pytest.raises(ValueError, match="already holds sequences"):
-        sweep(str(run_dir / "ckpts" / "epoch_*.pt"), [run_dir / "iv.h5"], out, preprocessing=PREP,
-              sequences=["bright"], quiet=True)
+    glob = str(run_dir / "ckpts" / "epoch_*.pt")
+    assert read_run_options(out, "convmixer")["size"] == "32x32"
+    for change, option in [({"classes": ["x", "y", "z"]}, "classes"), ({"output_kind": "logits"}, "output_kind"),
+                           ({"preprocessing": Preprocessing(size=(24, 32))}, "size"),
+                           ({"preprocessing": Preprocessing(size=(32, 32), mean=(0.4, 0.4, 0.4))}, "preprocessing")]:
+        with pytest.raises(DataError, match=f"computed with {option}=.*use --restart") as err:
+            sweep(glob, [run_dir / "iv.h5"], out, dataclasses.replace(OPTS, **change))
+        assert "\n" not in str(err.value)
     assert out.read_bytes() == full_sweep.read_bytes()
+    same = sweep(glob, [run_dir / "iv.h5"], out, dataclasses.replace(OPTS, classes=None))  # stored classes kept
+    assert same.computed == [] and read_outputs(out, "convmixer", "bright")[0].classes == ["a", "b", "c"]
+
+    logits = sweep(glob, [run_dir / "iv.h5"], out, dataclasses.replace(OPTS, output_kind="logits"), restart=True)
+    assert logits.computed == list(range(N_CKPT))
+    block, old = read_outputs(out, "convmixer", "bright")[0], read_outputs(full_sweep, "convmixer", "bright")[0]
+    assert block.output_kind == "logits" and block.done.all()
+    softmax = np.exp(block.outputs) / np.exp(block.outputs).sum(-1, keepdims=True)
+    np.testing.assert_allclose(softmax, old.outputs, atol=1e-5)
+
+
+def test_a_subset_of_finished_checkpoints_computes_nothing(run_dir: Path, full_sweep: Path, tmp_path: Path) -> None:
+    out = tmp_path / "copy.h5"
+    out.write_bytes(full_sweep.read_bytes())
+    subset = find_checkpoints(str(run_dir / "ckpts" / "epoch_*.pt"))[:5]
+    result = sweep(subset, [run_dir / "iv.h5"], out, OPTS)
+    assert result.computed == [] and result.skipped == list(range(5)) and result.provider is None
+    only = sweep(str(run_dir / "ckpts" / "epoch_*.pt"), [run_dir / "iv.h5"], out,
+                 dataclasses.replace(OPTS, sequences=["bright"]))
+    assert only.computed == [] and only.sequences == ["bright"]
+    assert out.read_bytes() == full_sweep.read_bytes()
+
+
+def _counting_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Spy on OnnxRunner.outputs: the number of images of every call."""
+    sizes: list[int] = []
+    real = OnnxRunner.outputs
+
+    def outputs(self: OnnxRunner, x: np.ndarray, *args: Any, **kwargs: Any) -> np.ndarray:
+        sizes.append(len(x))
+        return real(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(OnnxRunner, "outputs", outputs)
+    return sizes
+
+
+@pytest.mark.slow
+def test_more_checkpoints_and_files_later_compute_only_what_is_missing(
+    run_dir: Path, full_sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = find_checkpoints(str(run_dir / "ckpts" / "epoch_*.pt"))
+    out = tmp_path / "grow.h5"
+    first = sweep(paths[:12:2], [run_dir / "iv.h5"], out, OPTS)  # epochs 1, 3, ..., 11
+    assert first.computed == list(range(6))
+    sizes = _counting_runs(monkeypatch)
+    grown = sweep(paths, [run_dir / "iv.h5"], out, OPTS)
+    assert grown.skipped == list(range(0, 12, 2)) and grown.computed == [i for i in range(N_CKPT) if i % 2 or i >= 12]
+    assert len(sizes) == 2 * 14  # two sequences x the 14 new checkpoints, nothing else
+    for new, ref in zip(read_outputs(out), read_outputs(full_sweep), strict=True):
+        assert new.checkpoints == ref.checkpoints and new.done.all()
+        np.testing.assert_array_equal(new.outputs, ref.outputs)
+
+    rng = np.random.default_rng(9)
+    extra = write_interventions(tmp_path / "more.h5", {"dark": InterventionSequence(
+        rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8), np.linspace(0, 1, 3),
+        {"source": "synthetic", "property": "darkness", "includes_original": True})})
+    sizes.clear()
+    added = sweep(paths, [run_dir / "iv.h5", extra], out, OPTS)
+    assert added.computed == list(range(N_CKPT)) and added.sequences == ["bright", "rotate", "dark"]
+    assert sizes == [3] * N_CKPT  # only the new sequence ran
+    for new, ref in zip(read_outputs(out, "convmixer")[:2], read_outputs(full_sweep), strict=True):
+        np.testing.assert_array_equal(new.outputs, ref.outputs)  # the old blocks are untouched
+    fresh = sweep(paths, [extra], tmp_path / "fresh.h5", OPTS)
+    assert fresh.computed == list(range(N_CKPT))
+    np.testing.assert_array_equal(read_outputs(out, "convmixer", "dark")[0].outputs,
+                                  read_outputs(tmp_path / "fresh.h5", "convmixer", "dark")[0].outputs)
+    with pytest.raises(UsageError, match="'bright' is also in"):
+        sweep(paths, [run_dir / "iv.h5", run_dir / "iv.h5"], out, OPTS)
 
 
 def test_bad_checkpoint_mid_sweep_keeps_finished_ones(run_dir: Path, full_sweep: Path, tmp_path: Path) -> None:
@@ -191,23 +239,23 @@ def test_bad_checkpoint_mid_sweep_keeps_finished_ones(run_dir: Path, full_sweep:
     (folder / "epoch_4.pt").write_bytes(good[:100])
     out = tmp_path / "out.h5"
     with pytest.raises(ValueError, match=r"epoch_4\.pt: corrupt or unreadable checkpoint"):
-        sweep(str(folder / "*.pt"), [run_dir / "iv.h5"], out, preprocessing=PREP, quiet=True)
+        sweep(str(folder / "*.pt"), [run_dir / "iv.h5"], out, RunOptions(preprocessing=PREP))
     assert read_outputs(out, "convmixer", "bright")[0].done.tolist() == [True] * 3 + [False] * 3
 
     state = torch.load(run_dir / "ckpts" / "epoch_4.pt", weights_only=True)
     del state["state_dict"]["3.3.running_var"]
     torch.save(state, folder / "epoch_4.pt")
     with pytest.raises(ValueError, match=r"epoch_4\.pt: missing tensor '3\.3\.running_var'"):
-        sweep(str(folder / "*.pt"), [run_dir / "iv.h5"], out, preprocessing=PREP, quiet=True)
+        sweep(str(folder / "*.pt"), [run_dir / "iv.h5"], out, RunOptions(preprocessing=PREP))
 
     torch.save({"paras": {**TINY, "dim": 4}, "state_dict": conv_mixer(**{**TINY, "dim": 4}).state_dict()},
                folder / "epoch_4.pt")
     with pytest.raises(ValueError, match=r"epoch_4\.pt: wrong architecture"):
-        sweep(str(folder / "*.pt"), [run_dir / "iv.h5"], out, preprocessing=PREP, quiet=True)
+        sweep(str(folder / "*.pt"), [run_dir / "iv.h5"], out, RunOptions(preprocessing=PREP))
     assert read_outputs(out, "convmixer", "bright")[0].done.tolist() == [True] * 3 + [False] * 3
 
     (folder / "epoch_4.pt").write_bytes(good)
-    result = sweep(str(folder / "*.pt"), [run_dir / "iv.h5"], out, preprocessing=PREP, quiet=True)
+    result = sweep(str(folder / "*.pt"), [run_dir / "iv.h5"], out, RunOptions(preprocessing=PREP))
     assert result.computed == [3, 4, 5]
     full = read_outputs(full_sweep, "convmixer", "bright")[0]
     np.testing.assert_array_equal(read_outputs(out, "convmixer", "bright")[0].outputs, full.outputs[:6])
@@ -225,8 +273,8 @@ def test_sweep_refuses_swap_that_disagrees_with_torch(
 
     monkeypatch.setattr(WeightSwapper, "model_bytes", stale_weights)
     with pytest.raises(ValueError, match=r"epoch_1\.pt: swapped ONNX weights disagree with torch eager") as err:
-        sweep(str(run_dir / "ckpts" / "epoch_*.pt"), [run_dir / "iv.h5"], out, preprocessing=PREP, quiet=True,
-              model_name="other")
+        sweep(str(run_dir / "ckpts" / "epoch_*.pt"), [run_dir / "iv.h5"], out,
+              RunOptions(preprocessing=PREP, model_name="other"))
     assert "\n" not in str(err.value)
     assert not any(b.done.any() for b in read_outputs(out, "other"))  # nothing stored for the refused sweep
     for old, kept in zip(read_outputs(full_sweep), read_outputs(out, "convmixer"), strict=True):

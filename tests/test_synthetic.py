@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -24,7 +26,15 @@ from epg_bridges.interventions import (
     rotate,
     synthetic_sequence,
 )
-from epg_core import read_interventions, write_interventions
+from epg_core import (
+    MAX_READ_BYTES,
+    DataError,
+    UsageError,
+    append_interventions,
+    list_sequences,
+    read_interventions,
+    write_interventions,
+)
 
 
 @pytest.fixture()
@@ -156,15 +166,31 @@ def test_rotation_by_90_degrees_is_counter_clockwise() -> None:
     assert tuple(out[0, 0]) == (255, 0, 0)
 
 
-def test_bad_images_and_values_are_one_line_errors(image: np.ndarray) -> None:
-    with pytest.raises(ValueError, match="RGB uint8"):
+def test_bad_images_and_values_are_one_line_usage_errors(image: np.ndarray) -> None:
+    with pytest.raises(UsageError, match="RGB uint8"):
         brightness(image.astype(np.float32), 0.1)
-    with pytest.raises(ValueError, match="patch opacity"):
+    with pytest.raises(UsageError, match="patch opacity"):
         blend_patch(image, 1.5, patch=_patch(), position=(0, 0))
-    with pytest.raises(ValueError, match="unknown synthetic edit"):
+    with pytest.raises(UsageError, match="unknown synthetic edit"):
         synthetic_sequence(image, "sharpen", [0, 1])
-    with pytest.raises(ValueError, match="needs a patch"):
+    with pytest.raises(UsageError, match="needs a patch"):
         synthetic_sequence(image, "patch", [0, 1])
+    with pytest.raises(UsageError, match="finite"):
+        synthetic_sequence(image, "hue", [0, np.nan])
+    assert not issubclass(UsageError, DataError)
+
+
+def test_progress_reports_done_and_total(image: np.ndarray) -> None:
+    calls: list[tuple[int, int]] = []
+    synthetic_sequence(image, "hue", [0, 10, 20], progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]
+
+
+def test_a_sequence_too_big_for_memory_is_refused_before_allocating() -> None:
+    small = np.zeros((10, 10, 3), np.uint8)
+    n = MAX_READ_BYTES // small.size + 1  # one image more than the budget holds
+    with pytest.raises(UsageError, match="GiB, more than the budget"):
+        synthetic_sequence(small, "hue", np.zeros(n))
 
 
 def test_synthetic_sequence_records_provenance_and_round_trips(image: np.ndarray, tmp_path) -> None:
@@ -176,7 +202,8 @@ def test_synthetic_sequence_records_provenance_and_round_trips(image: np.ndarray
     x, y = patch_position(image.shape, (8, 10), None, 4)
     assert (seq.attrs["patch_x"], seq.attrs["patch_y"]) == (x, y)
     assert seq.attrs["source"] == "synthetic" and seq.attrs["edit"] == "patch"
-    assert seq.attrs["includes_original"] is True and seq.attrs["property"] == "patch opacity"
+    assert seq.attrs["includes_original"] is True and seq.attrs["property"] == "patch"  # the kind: group key
+    assert seq.attrs["description"] == "patch opacity"
     # every step blends at the same (seeded) place
     assert np.array_equal(seq.images[-1], blend_patch(image, 1.0, patch=_patch(), position=(x, y)))
     path = write_interventions(tmp_path / "s.h5", {"cat-patch": seq})
@@ -190,6 +217,73 @@ def test_darkening_sequence_is_not_flagged_original_when_it_starts_elsewhere(ima
     assert seq.attrs["includes_original"] is False
     assert seq.attrs["sigma"] == 0.3
     assert np.array_equal(seq.images[1], image)
+
+
+def _params(kind: str) -> dict[str, Any]:
+    return {"patch": _patch(), "position": (3, 4)} if kind == "patch" else {}
+
+
+@pytest.mark.parametrize("n", [2, 3, 50])
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_default_grid_starts_with_the_original_bit_for_bit(kind: str, n: int, image: np.ndarray) -> None:
+    """Step 0 of every kind's default grid is value 0 and the input's pixels exactly (the scoring's default class
+    comes from step 0), for odd and even step counts alike."""
+    values = default_values(kind, n)
+    low, high = KINDS[kind].default_range
+    assert values.size == n and values[0] == 0.0 and low == 0.0 and values[-1] == high
+    assert np.all(np.diff(values) > 0) or np.all(np.diff(values) < 0)  # a strictly monotonic grid
+    seq = synthetic_sequence(image, kind, values, **_params(kind))
+    assert seq.images[0].tobytes() == image.tobytes()
+    assert seq.attrs["includes_original"] is True
+    assert not np.array_equal(seq.images[-1], image)  # ... and the grid really edits
+
+
+def test_signed_kinds_default_to_darkening_from_the_original(image: np.ndarray) -> None:
+    """background and brightness run 0 -> -1: from the original towards black, as the paper darkens."""
+    for kind in ("background", "brightness"):
+        seq = synthetic_sequence(image, kind, default_values(kind, 6))
+        means = seq.images.reshape(6, -1).astype(np.float64).mean(axis=1)
+        assert np.all(np.diff(means) < 0), kind
+    np.testing.assert_array_equal(default_values("brightness", 5), [0, -0.25, -0.5, -0.75, -1])
+    np.testing.assert_array_equal(default_values("brightness", 3, stop=1.0), [0, 0.5, 1])  # brightening
+    np.testing.assert_array_equal(default_values("hue", 3, start=90.0), [90, 135, 180])
+    with pytest.raises(UsageError, match="differ"):
+        default_values("brightness", 4, start=-1.0)
+    with pytest.raises(UsageError, match="at least 2 steps"):
+        default_values("hue", 1)
+
+
+@pytest.mark.parametrize("kind, values, flagged", [
+    ("hue", [360.0, 10.0], True),  # a whole turn is the identity
+    ("rotation", [-720.0, 90.0], True),
+    ("hue", [10.0, 0.0], False),  # the original at the last step is not step 0
+    ("brightness", [-0.0, -0.5], True),
+    ("darken-background", [1e-9, 1.0], False),  # rounds to the same pixels, but is not the identity edit
+])
+def test_includes_original_exactly_when_step_0_is_the_identity(kind: str, values: list[float], flagged: bool,
+                                                               image: np.ndarray) -> None:
+    seq = synthetic_sequence(image, kind, values)
+    assert seq.attrs["includes_original"] is flagged
+    if flagged:
+        assert seq.images[0].tobytes() == image.tobytes()
+
+
+def test_property_and_image_attributes_round_trip_through_write_and_append(image: np.ndarray, tmp_path) -> None:
+    first = synthetic_sequence(image, "darken-background", default_values("darken-background", 3),
+                               attrs={"property": "background", "image": "cat_001"})
+    second = synthetic_sequence(image, "hue", [0, 90], attrs={"image": "cat_002"})
+    assert (first.attrs["property"], first.attrs["image"]) == ("background", "cat_001")
+    assert (second.attrs["property"], second.attrs["description"]) == ("hue", "hue shift")
+    path = write_interventions(tmp_path / "s.h5", {"cat_001-background": first})
+    append_interventions(path, {"cat_002-hue": second})
+    assert list_sequences(path) == ["cat_001-background", "cat_002-hue"]
+    back = read_interventions(path, images=False)
+    for name, seq in (("cat_001-background", first), ("cat_002-hue", second)):
+        assert back[name].attrs == seq.attrs
+        np.testing.assert_array_equal(back[name].values, seq.values)
+    with pytest.raises(DataError, match="already holds sequence 'cat_002-hue'"):
+        append_interventions(path, {"cat_002-hue": second})
+    assert list_sequences(path) == ["cat_001-background", "cat_002-hue"]
 
 
 @settings(max_examples=30, deadline=None)

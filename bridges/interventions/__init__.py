@@ -12,6 +12,7 @@ from .._images import IMAGE_SUFFIXES as IMAGE_SUFFIXES
 from .._images import load_image as load_image
 from .._images import natural_key as natural_key
 from .._lazy import lazy_getattr
+from .._progress import Progress as Progress
 from ._color import hsv_to_rgb as hsv_to_rgb
 from ._color import rgb_to_hsv as rgb_to_hsv
 from ._contact_sheet import contact_sheet_image as contact_sheet_image
@@ -35,14 +36,19 @@ from ._synthetic import rotate as rotate
 from ._synthetic import synthetic_sequence as synthetic_sequence
 
 if TYPE_CHECKING:  # loaded lazily at run time (the ``edit`` extra)
+    from ._edit_ray import EditJob as EditJob
+    from ._edit_ray import edit_images as edit_images
     from ._edit_setup import METHOD_INFO as METHOD_INFO
     from ._edit_setup import METHODS as METHODS
+    from ._edit_setup import EditOptions as EditOptions
+    from ._edit_setup import LeditsOptions as LeditsOptions
     from ._edit_setup import Method as Method
-    from ._edit_setup import Progress as Progress
+    from ._edit_setup import Pix2PixOptions as Pix2PixOptions
     from ._edit_setup import check_method as check_method
     from ._edit_setup import check_tokenizer as check_tokenizer
     from ._edit_setup import default_guidance_scales as default_guidance_scales
     from ._edit_setup import load_pipeline as load_pipeline
+    from ._edit_setup import options_for as options_for
     from ._edit_setup import pipeline_class as pipeline_class
     from ._edit_setup import quiet_libraries as quiet_libraries
     from ._edit_setup import select_device as select_device
@@ -54,15 +60,17 @@ if TYPE_CHECKING:  # loaded lazily at run time (the ``edit`` extra)
 
 _LAZY = {
     **dict.fromkeys(
-        ("METHOD_INFO", "METHODS", "Method", "Progress", "check_method", "check_tokenizer", "default_guidance_scales",
-         "load_pipeline", "pipeline_class", "quiet_libraries", "select_device", "validate_scales"), "._edit_setup"),
+        ("METHOD_INFO", "METHODS", "Method", "EditOptions", "LeditsOptions", "Pix2PixOptions", "check_method",
+         "check_tokenizer", "default_guidance_scales", "load_pipeline", "options_for", "pipeline_class",
+         "quiet_libraries", "select_device", "validate_scales"), "._edit_setup"),
     **dict.fromkeys(("ledits_sweep", "pix2pix_sweep", "prepare_edit_image"), "._edit_sweeps"),
     "edit_sequence": "._editing",
+    **dict.fromkeys(("EditJob", "edit_images"), "._edit_ray"),
 }
 __getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 __all__ = [
-    "IMAGE_SUFFIXES", "load_image", "natural_key", "hsv_to_rgb", "rgb_to_hsv",
+    "IMAGE_SUFFIXES", "Progress", "load_image", "natural_key", "hsv_to_rgb", "rgb_to_hsv",
     "contact_sheet_image", "steps_to_show", "write_contact_sheet",
     "frames_sequence", "list_frames", "read_values_csv",
     "KINDS", "EditKind", "background", "blend_patch", "brighten_background", "brightness", "darken_background",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from epg_core import UsageError
+
 __all__ = ["rgb_to_hsv", "hsv_to_rgb"]
 
 
@@ -15,7 +17,7 @@ def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
     """float RGB in ``[0, 1]``, shape ``[..., 3]`` -> HSV with hue in ``[0, 1)``, same shape (float64)."""
     arr = np.asarray(rgb, dtype=np.float64)
     if arr.shape[-1:] != (3,):
-        raise ValueError(f"RGB arrays need a last axis of length 3, got shape {arr.shape}")
+        raise UsageError(f"RGB arrays need a last axis of length 3, got shape {arr.shape}")
     out = np.zeros_like(arr)
     top = arr.max(axis=-1)
     delta = np.ptp(arr, axis=-1)
@@ -37,7 +39,7 @@ def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
     """HSV in ``[0, 1]``, shape ``[..., 3]`` -> float RGB in ``[0, 1]``, same shape (float64)."""
     arr = np.asarray(hsv, dtype=np.float64)
     if arr.shape[-1:] != (3,):
-        raise ValueError(f"HSV arrays need a last axis of length 3, got shape {arr.shape}")
+        raise UsageError(f"HSV arrays need a last axis of length 3, got shape {arr.shape}")
     h, s, v = arr[..., 0], arr[..., 1], arr[..., 2]
     sector = (h * 6.0).astype(int)
     f = h * 6.0 - sector

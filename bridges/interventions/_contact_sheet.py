@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from epg_core import InterventionSequence, atomic_path
+from epg_core import DataError, InterventionSequence, UsageError, atomic_path
 
 __all__ = ["steps_to_show", "contact_sheet_image", "write_contact_sheet"]
 
@@ -22,9 +22,9 @@ _CAPTION = 14
 def steps_to_show(n_steps: int, n: int = 8) -> np.ndarray:
     """Indices of ``min(n, n_steps)`` evenly spaced steps, always including the first and the last."""
     if n_steps < 1:
-        raise ValueError(f"a sequence needs at least one step, got {n_steps}")
+        raise DataError(f"a sequence needs at least one step, got {n_steps}")
     if n < 1:
-        raise ValueError(f"need at least one step to show, got {n}")
+        raise UsageError(f"need at least one step to show, got {n}")
     k = min(n, n_steps)
     return np.unique(np.rint(np.linspace(0, n_steps - 1, k)).astype(int))
 
@@ -40,15 +40,15 @@ def contact_sheet_image(
 ) -> Image.Image:
     """Build the contact sheet in memory: ``n`` thumbnails (height ``thumb``) in a grid, captions beneath."""
     if not sequence.images_loaded:
-        raise ValueError("the sequence has no images loaded; read it with images=True")
+        raise UsageError("the sequence has no images loaded; read it with images=True")
     if thumb < 8:
-        raise ValueError(f"thumbnail height must be >= 8 pixels, got {thumb}")
+        raise UsageError(f"thumbnail height must be >= 8 pixels, got {thumb}")
     idx = steps_to_show(sequence.n_steps, n)
     h, w = sequence.images.shape[1:3]
     tw = max(1, int(round(w * thumb / h)))
     cols = int(columns) if columns else len(idx)
     if cols < 1:
-        raise ValueError(f"columns must be >= 1, got {columns}")
+        raise UsageError(f"columns must be >= 1, got {columns}")
     rows = -(-len(idx) // cols)
     cell_w, cell_h = tw + 2 * _PAD, thumb + _CAPTION + 2 * _PAD
     sheet = Image.new("RGB", (cols * cell_w, rows * cell_h), (255, 255, 255))
@@ -62,13 +62,6 @@ def contact_sheet_image(
         sheet.paste(tile, (x0, y0))
         draw.text((x0, y0 + thumb + 1), _caption(int(i), float(sequence.values[i]), unit), fill=(0, 0, 0), font=font)
     return sheet
-
-
-def _umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def write_contact_sheet(

@@ -1,6 +1,7 @@
-"""Editing set-up: method names, guidance-scale grids, device choice, and loading a pipeline from local files.
+"""Editing set-up: the editors' options, guidance-scale grids, device choice, loading a pipeline from local files.
 
-See ``_editing.py`` for what the two editors do. Nothing here downloads a model.
+See ``_editing.py`` for what the two editors do. Nothing here downloads a model. Bad arguments raise
+:class:`epg_core.UsageError`; a missing or broken model raises :class:`epg_core.DataError`.
 """
 
 from __future__ import annotations
@@ -10,18 +11,27 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+
+from epg_core import DataError, UsageError
+
+from .._progress import Progress
 
 __all__ = [
     "METHODS",
     "METHOD_INFO",
     "Method",
     "Progress",
+    "Pix2PixOptions",
+    "LeditsOptions",
+    "EditOptions",
+    "options_for",
     "check_method",
     "default_guidance_scales",
     "validate_scales",
@@ -50,7 +60,56 @@ HOW_TO_PROVIDE = (
 )
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+")
 
-Progress = Callable[[int], Any]
+
+@dataclass(frozen=True)
+class Pix2PixOptions:
+    """InstructPix2Pix: fixed image guidance scale (>= 1), denoising steps, guidance scales per batched loop."""
+
+    method: ClassVar[Method] = "instruct-pix2pix"
+    image_guidance_scale: float = 2.5
+    num_inference_steps: int = 100
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if not float(self.image_guidance_scale) >= 1.0:
+            raise UsageError(f"image guidance scale must be >= 1 (guidance is off below 1), "
+                             f"got {self.image_guidance_scale!r}")
+        _at_least_one("num_inference_steps", self.num_inference_steps)
+        _at_least_one("batch size", self.batch_size)
+
+
+@dataclass(frozen=True)
+class LeditsOptions:
+    """LEDITS++: inversion steps, skipped share of the diffusion, mask threshold, direction, source prompt."""
+
+    method: ClassVar[Method] = "ledits++"
+    num_inversion_steps: int = 30
+    skip: float = 0.15
+    edit_threshold: float = 0.9
+    reverse_editing_direction: bool = False
+    source_prompt: str = ""
+    source_guidance_scale: float = 3.5
+
+    def __post_init__(self) -> None:
+        _at_least_one("num_inversion_steps", self.num_inversion_steps)
+        if not 0.0 <= float(self.skip) < 1.0:
+            raise UsageError(f"skip must lie in [0, 1), got {self.skip!r}")
+        if not 0.0 <= float(self.edit_threshold) <= 1.0:
+            raise UsageError(f"edit threshold must lie in [0, 1], got {self.edit_threshold!r}")
+
+
+#: The options of either editor; their class says which editor runs.
+EditOptions = Pix2PixOptions | LeditsOptions
+
+
+def _at_least_one(name: str, value: int) -> None:
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise UsageError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def options_for(method: str) -> EditOptions:
+    """The default options of an editing method."""
+    return Pix2PixOptions() if check_method(method) == "instruct-pix2pix" else LeditsOptions()
 
 
 # ------------------------------------------------------------------------------------ scales, device
@@ -59,7 +118,7 @@ Progress = Callable[[int], Any]
 def check_method(method: str) -> str:
     """Validate the editor name."""
     if method not in METHODS:
-        raise ValueError(f"unknown editing method {method!r}; choose one of {', '.join(METHODS)}")
+        raise UsageError(f"unknown editing method {method!r}; choose one of {', '.join(METHODS)}")
     return method
 
 
@@ -70,29 +129,32 @@ def default_guidance_scales(n: int = 100, stop: float = 15.0, *, start: float = 
     an edit guidance scale of 0 does nothing (LEDITS++); that unedited anchor is step 0 of the sequence.
     """
     if n < 1:
-        raise ValueError(f"need at least one guidance scale, got n={n}")
+        raise UsageError(f"need at least one guidance scale, got n={n}")
     if not stop > start:
-        raise ValueError(f"the largest guidance scale must exceed {start:g}, got {stop!r}")
+        raise UsageError(f"the largest guidance scale must exceed {start:g}, got {stop!r}")
     return np.linspace(float(start), float(stop), int(n) + 1)[1:]
 
 
 def validate_scales(
     scales: Sequence[float] | np.ndarray, *, minimum: float = 1.0, name: str = "guidance scales"
 ) -> np.ndarray:
-    """Scales as float64 ``[N]``: finite, all ``> minimum`` and strictly increasing, else a one-line ValueError."""
-    s = np.asarray(scales, dtype=np.float64)
+    """Scales as float64 ``[N]``: finite, all ``> minimum`` and strictly increasing, else a one-line UsageError."""
+    try:
+        s = np.asarray(scales, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be numbers, got {scales!r}") from None
     if s.ndim != 1 or s.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {s.shape}")
+        raise UsageError(f"{name} must be a non-empty 1-D sequence, got shape {s.shape}")
     if not np.all(np.isfinite(s)):
-        raise ValueError(f"{name} must be finite, got {s[~np.isfinite(s)][0]!r}")
+        raise UsageError(f"{name} must be finite, got {s[~np.isfinite(s)][0]!r}")
     if np.any(s <= minimum):
-        raise ValueError(
+        raise UsageError(
             f"{name} must all be > {minimum:g} (guidance is off at {minimum:g}), got {float(s[s <= minimum][0]):g}"
         )
     bad = np.flatnonzero(np.diff(s) <= 0)
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"{name} must be strictly increasing, got {s[i]:g} then {s[i + 1]:g} at position {i + 1}")
+        raise UsageError(f"{name} must be strictly increasing, got {s[i]:g} then {s[i + 1]:g} at position {i + 1}")
     return s
 
 
@@ -104,9 +166,9 @@ def select_device(device: str | torch.device | None = None) -> tuple[torch.devic
         try:
             dev = torch.device(device)
         except (RuntimeError, TypeError):
-            raise ValueError(f"unknown torch device {device!r}") from None
+            raise UsageError(f"unknown torch device {device!r}") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available")
+            raise UsageError(f"device {device!r} requested but CUDA is not available")
     return dev, (torch.float16 if dev.type == "cuda" else torch.float32)
 
 
@@ -117,39 +179,39 @@ def check_tokenizer(tokenizer: Any, *, probe: str = "a photo of a cat") -> None:
     """Refuse a silently broken tokenizer (e.g. one loaded without its vocabulary files).
 
     Such a tokenizer has only its special tokens and maps every word to the unknown token, so every
-    instruction would become the same empty prompt. Raises a one-line ValueError.
+    instruction would become the same empty prompt. Raises a one-line DataError.
     """
     if tokenizer is None:
-        raise ValueError("the pipeline has no tokenizer")
+        raise DataError("the pipeline has no tokenizer")
     try:
         size = len(tokenizer)
         ids = list(tokenizer(probe).input_ids)
     except Exception as exc:  # noqa: BLE001 - any failure here means an unusable tokenizer
-        raise ValueError(f"the tokenizer cannot encode text ({type(exc).__name__}: {exc})") from None
+        raise DataError(f"the tokenizer cannot encode text ({type(exc).__name__}: {exc})") from None
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
     unk = getattr(tokenizer, "unk_token_id", None)
     if unk is not None:
         special.add(unk)
     words = [i for i in ids if i not in special]
     if size <= len(special) + 1 or not words:
-        raise ValueError(
+        raise DataError(
             f"the tokenizer is broken (vocabulary of {size} tokens; {probe!r} encodes to special tokens only): "
             "are its vocab.json/merges.txt or tokenizer.json missing from the model's tokenizer folder?"
         )
 
 
 def _resolve_model(model: str | os.PathLike[str]) -> str:
-    """A local pipeline folder (checked) or a hub id to look up in the local cache; ValueError otherwise."""
+    """A local pipeline folder (checked) or a hub id to look up in the local cache; DataError otherwise."""
     name = os.fspath(model)
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise ValueError(f"model path is not a folder: {path}; {HOW_TO_PROVIDE}")
+            raise DataError(f"model path is not a folder: {path}; {HOW_TO_PROVIDE}")
         if not (path / "model_index.json").is_file():
-            raise ValueError(f"model folder has no model_index.json (not a diffusers pipeline): {path}")
+            raise DataError(f"model folder has no model_index.json (not a diffusers pipeline): {path}")
         return str(path)
     if name.startswith((".", "/", "~")) or not _HUB_ID.fullmatch(name):
-        raise ValueError(f"model path does not exist: {name}; {HOW_TO_PROVIDE}")
+        raise DataError(f"model path does not exist: {name}; {HOW_TO_PROVIDE}")
     return name
 
 
@@ -201,7 +263,7 @@ def load_pipeline(
 ) -> Any:
     """Load an editing pipeline from local files only (local folder or cached hub id), on ``device``.
 
-    Fails fast with a one-line ValueError that says how to provide a model when it is missing, and refuses a
+    Fails fast with a one-line DataError that says how to provide a model when it is missing, and refuses a
     pipeline whose tokenizer is broken. fp16 on CUDA and fp32 on CPU unless ``dtype`` is given.
     """
     check_method(method)
@@ -215,7 +277,7 @@ def load_pipeline(
                 safety_checker=None, requires_safety_checker=False,
             )
         except Exception as exc:  # noqa: BLE001 - loader errors vary (OSError, ValueError, hub errors)
-            raise ValueError(_load_error(model, source, method, exc)) from None
+            raise DataError(_load_error(model, source, method, exc)) from None
     check_tokenizer(pipe.tokenizer)
     pipe = pipe.to(dev)
     pipe.set_progress_bar_config(disable=True)

@@ -1,6 +1,7 @@
 """The two guidance-scale sweeps: InstructPix2Pix batched over scales, LEDITS++ re-using one inversion.
 
-See ``_editing.py`` for why one is batched and the other is not.
+See ``_editing.py`` for why one is batched and the other is not. ``progress(done, total)`` counts denoising
+steps times scales (InstructPix2Pix) or the inversion plus one unit per edited scale (LEDITS++).
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ._edit_setup import Progress, quiet_libraries, validate_scales
+from epg_core import DataError, UsageError
+
+from .._progress import Counter
+from ._edit_setup import LeditsOptions, Pix2PixOptions, Progress, quiet_libraries, validate_scales
 
 __all__ = ["prepare_edit_image", "size_multiple", "pix2pix_sweep", "ledits_sweep"]
 
@@ -25,7 +29,7 @@ def _as_pil(image: Image.Image | np.ndarray) -> Image.Image:
         return image.convert("RGB")
     arr = np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"expected an RGB uint8 image [H, W, 3], got dtype {arr.dtype} and shape {arr.shape}")
+        raise UsageError(f"expected an RGB uint8 image [H, W, 3], got dtype {arr.dtype} and shape {arr.shape}")
     return Image.fromarray(arr)
 
 
@@ -46,12 +50,12 @@ def prepare_edit_image(
     if size is not None:
         wh = (int(size), int(size)) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
         if min(wh) < 1:
-            raise ValueError(f"edit size must be positive, got {size!r}")
+            raise UsageError(f"edit size must be positive, got {size!r}")
         if pil.size != wh:
             pil = pil.resize(wh, Image.Resampling.BICUBIC)
     w, h = (pil.width // multiple) * multiple, (pil.height // multiple) * multiple
     if w < multiple or h < multiple:
-        raise ValueError(f"image of size {pil.width}x{pil.height} is smaller than the editor's minimum {multiple}px")
+        raise UsageError(f"image of size {pil.width}x{pil.height} is smaller than the editor's minimum {multiple}px")
     if (w, h) != pil.size:
         pil = pil.resize((w, h), Image.Resampling.BICUBIC)
     return pil
@@ -60,7 +64,7 @@ def prepare_edit_image(
 def _chunks(n: int, size: int) -> list[slice]:
     """Consecutive slices of at most ``size`` covering ``range(n)``."""
     if size < 1:
-        raise ValueError(f"batch size must be >= 1, got {size}")
+        raise UsageError(f"batch size must be >= 1, got {size}")
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
@@ -75,26 +79,23 @@ def pix2pix_sweep(
     image: Image.Image | np.ndarray,
     instruction: str,
     guidance_scales: Sequence[float] | np.ndarray,
+    options: Pix2PixOptions | None = None,
     *,
-    image_guidance_scale: float = 2.5,
-    num_inference_steps: int = 100,
     seed: int = 0,
-    batch_size: int = 8,
     progress: Progress | None = None,
 ) -> np.ndarray:
-    """Edit ``image`` once per text guidance scale, ``batch_size`` scales per denoising loop.
+    """Edit ``image`` once per text guidance scale, ``options.batch_size`` scales per denoising loop.
 
     Returns float32 ``[N, H, W, 3]`` in ``[0, 1]``, equal (up to float rounding) to the stock calls
     ``pipe(instruction, image=image, guidance_scale=g, image_guidance_scale=..., num_inference_steps=...,
-    generator=torch.Generator().manual_seed(seed), output_type="np")`` for each ``g``. The prompt and the
+    generator=torch.Generator().manual_seed(seed), output_type="np")`` for each ``g`` (options default to
+    :class:`Pix2PixOptions`). The prompt and the
     image are encoded once; the per-sample text scale is a ``[B, 1, 1, 1]`` vector in the guidance formula.
     ``image`` should already have sides that are multiples of the VAE factor (see :func:`prepare_edit_image`).
     """
+    opts = options or Pix2PixOptions()
     scales = validate_scales(guidance_scales, minimum=1.0, name="text guidance scales")
-    if not image_guidance_scale >= 1.0:
-        raise ValueError(f"image guidance scale must be >= 1 (guidance is off below 1), got {image_guidance_scale!r}")
-    if num_inference_steps < 1:
-        raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+    steps = int(opts.num_inference_steps)
     pil = _as_pil(image)
     device = pipe._execution_device
     prompt_embeds = pipe._encode_prompt(instruction, device, 1, True)  # [text, uncond, uncond]
@@ -105,13 +106,14 @@ def pix2pix_sweep(
     width = image_latents.shape[-1] * pipe.vae_scale_factor
     n_latent = pipe.vae.config.latent_channels
     if n_latent + image_latents.shape[1] != pipe.unet.config.in_channels:
-        raise ValueError(f"the UNet expects {pipe.unet.config.in_channels} input channels, "
+        raise DataError(f"the UNet expects {pipe.unet.config.in_channels} input channels, "
                          f"not {n_latent} + {image_latents.shape[1]}: is this an InstructPix2Pix model?")
     out = np.empty((scales.size, height, width, 3), dtype=np.float32)
-    for sl in _chunks(scales.size, batch_size):
+    counter = Counter(progress, steps * scales.size)
+    for sl in _chunks(scales.size, opts.batch_size):
         out[sl] = _pix2pix_batch(
-            pipe, prompt_embeds, image_latents, scales[sl], float(image_guidance_scale),
-            num_inference_steps, seed, (height, width), progress,
+            pipe, prompt_embeds, image_latents, scales[sl], float(opts.image_guidance_scale),
+            steps, seed, (height, width), counter,
         )
     return out
 
@@ -125,7 +127,7 @@ def _pix2pix_batch(
     num_inference_steps: int,
     seed: int,
     hw: tuple[int, int],
-    progress: Progress | None,
+    counter: Counter,
 ) -> np.ndarray:
     """One batched denoising loop for ``len(scales)`` text guidance scales (the stock loop, vectorised)."""
     b = int(scales.size)
@@ -147,8 +149,7 @@ def _pix2pix_batch(
         text, img, uncond = noise.chunk(3)
         noise = uncond + (g * (text - img)).to(dtype) + image_guidance_scale * (img - uncond)
         latents = pipe.scheduler.step(noise, t, latents, **extra, return_dict=False)[0]
-        if progress is not None:
-            progress(1)
+        counter.add(b)  # b scales advanced by one denoising step
     decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
     return pipe.image_processor.postprocess(decoded, output_type="np", do_denormalize=[True] * b)
 
@@ -159,49 +160,37 @@ def ledits_sweep(
     image: Image.Image | np.ndarray,
     editing_prompt: str,
     edit_guidance_scales: Sequence[float] | np.ndarray,
+    options: LeditsOptions | None = None,
     *,
-    num_inversion_steps: int = 30,
-    skip: float = 0.15,
-    source_prompt: str = "",
-    source_guidance_scale: float = 3.5,
-    edit_threshold: float = 0.9,
-    reverse_editing_direction: bool = False,
     seed: int = 0,
     progress: Progress | None = None,
 ) -> np.ndarray:
     """LEDITS++: invert ``image`` once (noise from ``seed``), then one stock edit call per edit guidance scale.
 
-    Returns float32 ``[N, H, W, 3]`` in ``[0, 1]``. Not batched (see the module docstring): the loop re-uses
-    the inversion, which is what a per-scale sweep costs beyond the edit calls themselves.
+    Returns float32 ``[N, H, W, 3]`` in ``[0, 1]`` (options default to :class:`LeditsOptions`). Not batched
+    (see the module docstring): the loop re-uses the inversion, which is what a per-scale sweep costs beyond
+    the edit calls themselves.
     """
+    opts = options or LeditsOptions()
     scales = validate_scales(edit_guidance_scales, minimum=0.0, name="edit guidance scales")
-    if num_inversion_steps < 1:
-        raise ValueError(f"num_inversion_steps must be >= 1, got {num_inversion_steps}")
-    if not 0.0 <= skip < 1.0:
-        raise ValueError(f"skip must lie in [0, 1), got {skip!r}")
     pil = _as_pil(image)
     if pil.width % 32 or pil.height % 32:
-        raise ValueError(f"LEDITS++ needs image sides that are multiples of 32, got {pil.width}x{pil.height}")
+        raise UsageError(f"LEDITS++ needs image sides that are multiples of 32, got {pil.width}x{pil.height}")
+    counter = Counter(progress, scales.size + 1)
     with quiet_libraries():
         pipe.invert(
-            image=pil, source_prompt=source_prompt, source_guidance_scale=source_guidance_scale,
-            num_inversion_steps=int(num_inversion_steps), skip=float(skip),
+            image=pil, source_prompt=opts.source_prompt, source_guidance_scale=opts.source_guidance_scale,
+            num_inversion_steps=int(opts.num_inversion_steps), skip=float(opts.skip),
             generator=torch.Generator().manual_seed(int(seed)),
         )
-    if progress is not None:
-        progress(int(num_inversion_steps))
-
-    def _step_done(_pipe: Any, _i: int, _t: Any, _kwargs: dict[str, Any]) -> dict[str, Any]:
-        if progress is not None:
-            progress(1)
-        return {}
-
+    counter.add()
     images = []
     for g in scales:
         result = pipe(
-            editing_prompt=[editing_prompt], edit_guidance_scale=[float(g)], edit_threshold=[float(edit_threshold)],
-            reverse_editing_direction=[bool(reverse_editing_direction)], output_type="np",
-            callback_on_step_end=_step_done,
+            editing_prompt=[editing_prompt], edit_guidance_scale=[float(g)],
+            edit_threshold=[float(opts.edit_threshold)],
+            reverse_editing_direction=[bool(opts.reverse_editing_direction)], output_type="np",
         )
         images.append(np.asarray(result.images[0], dtype=np.float32))
+        counter.add()
     return np.stack(images)

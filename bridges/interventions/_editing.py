@@ -29,13 +29,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from epg_core import InterventionSequence
+from epg_core import InterventionSequence, UsageError
 
+from .._progress import Progress
 from ._edit_setup import (
     HOW_TO_PROVIDE,
     METHOD_INFO,
-    Method,
-    check_method,
+    EditOptions,
+    Pix2PixOptions,
     default_guidance_scales,
     load_pipeline,
     validate_scales,
@@ -58,76 +59,56 @@ def edit_sequence(
     *,
     pipe: Any | None = None,
     model: str | os.PathLike[str] | None = None,
-    method: Method = "instruct-pix2pix",
+    options: EditOptions | None = None,
     guidance_scales: Sequence[float] | np.ndarray | None = None,
-    image_guidance_scale: float = 2.5,
-    num_inference_steps: int | None = None,
     seed: int = 0,
-    batch_size: int = 8,
     size: int | Sequence[int] | None = None,
     device: str | torch.device | None = None,
-    quiet: bool = False,
-    skip: float = 0.15,
-    edit_threshold: float = 0.9,
-    reverse_editing_direction: bool = False,
+    progress: Progress | None = None,
 ) -> InterventionSequence:
     """A gradual edit of ``image`` by ``instruction``: step 0 is the original, steps 1..N the guidance sweep.
 
-    Give a loaded ``pipe`` or a ``model`` (local folder / cached hub id, loaded with :func:`load_pipeline` on
-    ``device``); with both, ``model`` only names the editor in the provenance. ``guidance_scales`` default to
-    :func:`default_guidance_scales` (100 values in
-    (1, 15] for InstructPix2Pix, in (0, 15] for LEDITS++). Step 0 holds the unedited image at the edit
-    resolution with value 1.0 (InstructPix2Pix: text guidance off) or 0.0 (LEDITS++: no edit guidance).
-    ``num_inference_steps`` defaults to diffusers' defaults (100 denoising steps; 30 LEDITS++ inversion
-    steps). ``skip``, ``edit_threshold`` and ``reverse_editing_direction`` apply to LEDITS++ only.
+    ``options`` choose the editor and its settings: :class:`Pix2PixOptions` (the default) or
+    :class:`LeditsOptions`. Give a loaded ``pipe`` or a ``model`` (local folder / cached hub id, loaded with
+    :func:`load_pipeline` on ``device``); with both, ``model`` only names the editor in the provenance.
+    ``guidance_scales`` default to :func:`default_guidance_scales` (100 values in (1, 15] for InstructPix2Pix,
+    in (0, 15] for LEDITS++). Step 0 holds the unedited image at the edit resolution (``size`` = width, height)
+    with value 1.0 (InstructPix2Pix: text guidance off) or 0.0 (LEDITS++: no edit guidance).
+    ``progress(done, total)`` follows the editor's sweep.
     """
-    from tqdm.auto import tqdm
-
-    check_method(method)
+    opts: EditOptions = options or Pix2PixOptions()
+    method = opts.method
     info = METHOD_INFO[method]
     if not instruction or not instruction.strip():
-        raise ValueError("the edit instruction is empty")
+        raise UsageError("the edit instruction is empty")
     if pipe is None:
         if model is None:
-            raise ValueError(f"give a model to edit with; {HOW_TO_PROVIDE}")
+            raise UsageError(f"give a model to edit with; {HOW_TO_PROVIDE}")
         pipe = load_pipeline(model, method=method, device=device)
     scales = validate_scales(
         default_guidance_scales(start=info["minimum"]) if guidance_scales is None else guidance_scales,
         minimum=info["minimum"], name=f"{info['property']}s",
     )
-    steps = int(num_inference_steps or info["steps"])
-    if batch_size < 1:
-        raise ValueError(f"batch size must be >= 1, got {batch_size}")
     pil = prepare_edit_image(image, size=size, multiple=size_multiple(pipe, method))
-    total = steps * scales.size + (steps if method == "ledits++" else 0)
-    with tqdm(total=total, disable=quiet, desc=f"{method} sweep", unit="step", leave=False) as bar:
-        if method == "instruct-pix2pix":
-            edits = pix2pix_sweep(
-                pipe, pil, instruction, scales, image_guidance_scale=image_guidance_scale,
-                num_inference_steps=steps, seed=seed, batch_size=batch_size, progress=bar.update,
-            )
-        else:
-            edits = ledits_sweep(
-                pipe, pil, instruction, scales, num_inversion_steps=steps, skip=skip,
-                edit_threshold=edit_threshold, reverse_editing_direction=reverse_editing_direction,
-                seed=seed, progress=bar.update,
-            )
+    if isinstance(opts, Pix2PixOptions):
+        edits = pix2pix_sweep(pipe, pil, instruction, scales, opts, seed=seed, progress=progress)
+    else:
+        edits = ledits_sweep(pipe, pil, instruction, scales, opts, seed=seed, progress=progress)
     original = np.asarray(pil, dtype=np.uint8)
     images = np.concatenate([original[None], _float_to_uint8(edits)], axis=0)
     values = np.concatenate([[info["original_value"]], scales])
-    attrs = _edit_attrs(pipe, model, method, instruction, scales, image_guidance_scale, steps, seed, batch_size,
-                        pil.size, skip, edit_threshold, reverse_editing_direction)
+    attrs = _edit_attrs(pipe, model, opts, instruction, scales, seed, pil.size)
     return InterventionSequence(images=images, values=values, attrs=attrs)
 
 
 def _edit_attrs(
-    pipe: Any, model: str | os.PathLike[str] | None, method: str, instruction: str, scales: np.ndarray,
-    image_guidance_scale: float, steps: int, seed: int, batch_size: int, wh: tuple[int, int],
-    skip: float, edit_threshold: float, reverse: bool,
+    pipe: Any, model: str | os.PathLike[str] | None, opts: EditOptions, instruction: str, scales: np.ndarray,
+    seed: int, wh: tuple[int, int],
 ) -> dict[str, Any]:
     """Provenance of an edit sweep (everything needed to reproduce it)."""
     import diffusers
 
+    method = opts.method
     info = METHOD_INFO[method]
     unet = pipe.unet
     attrs: dict[str, Any] = {
@@ -143,7 +124,8 @@ def _edit_attrs(
         "editor_model": os.fspath(model) if model is not None else str(getattr(pipe, "name_or_path", "") or ""),
         "editor_pipeline": type(pipe).__name__,
         "scheduler": type(pipe.scheduler).__name__,
-        "num_inference_steps": int(steps),
+        "num_inference_steps": int(opts.num_inference_steps if isinstance(opts, Pix2PixOptions)
+                                   else opts.num_inversion_steps),
         "width": int(wh[0]),
         "height": int(wh[1]),
         "dtype": str(unet.dtype).replace("torch.", ""),
@@ -152,9 +134,10 @@ def _edit_attrs(
         "diffusers_version": diffusers.__version__,
         "safety_checker": False,
     }
-    if method == "instruct-pix2pix":
-        attrs.update(image_guidance_scale=float(image_guidance_scale), batch_size=int(batch_size), batched=True)
+    if isinstance(opts, Pix2PixOptions):
+        attrs.update(image_guidance_scale=float(opts.image_guidance_scale), batch_size=int(opts.batch_size),
+                     batched=True)
     else:
-        attrs.update(skip=float(skip), edit_threshold=float(edit_threshold),
-                     reverse_editing_direction=bool(reverse), batched=False)
+        attrs.update(skip=float(opts.skip), edit_threshold=float(opts.edit_threshold),
+                     reverse_editing_direction=bool(opts.reverse_editing_direction), batched=False)
     return attrs

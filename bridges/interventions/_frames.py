@@ -8,27 +8,29 @@ header row is allowed); without a CSV the frame index is the property.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from epg_core import InterventionSequence
+from epg_core import DataError, InterventionSequence
 
 from .._images import IMAGE_SUFFIXES, load_image, natural_key
+from .._progress import Counter, Progress
+from ._synthetic import check_fits
 
 __all__ = ["list_frames", "read_values_csv", "frames_sequence"]
 
 
 def list_frames(folder: str | Path) -> list[Path]:
-    """Image files directly inside ``folder`` in natural order; ValueError if there are none."""
+    """Image files directly inside ``folder`` in natural order; DataError if there are none."""
     root = Path(folder)
     if not root.is_dir():
-        raise ValueError(f"frames folder does not exist or is not a folder: {root}")
+        raise DataError(f"frames folder does not exist or is not a folder: {root}")
     files = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
-        raise ValueError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {root}")
+        raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {root}")
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
@@ -47,18 +49,18 @@ def read_values_csv(
 
     ``column`` selects a column by header name or 0-based index; by default the last column (so both
     ``value`` and ``filename,value`` layouts work). A first row whose cell is not a number is a header.
-    With ``n_frames``, a different number of value rows raises a one-line ValueError.
+    With ``n_frames``, a different number of value rows raises a one-line DataError.
     """
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"values CSV does not exist: {p}")
+        raise DataError(f"values CSV does not exist: {p}")
     try:
         with p.open(newline="", encoding="utf-8-sig") as fh:
             rows = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ValueError(f"cannot read values CSV {p}: {type(exc).__name__}") from None
+        raise DataError(f"cannot read values CSV {p}: {type(exc).__name__}") from None
     if not rows:
-        raise ValueError(f"values CSV is empty: {p}")
+        raise DataError(f"values CSV is empty: {p}")
     col = _csv_column(rows[0], column, p)
     header: str | None = None
     if col < len(rows[0]) and _parse_float(rows[0][col]) is None:
@@ -69,11 +71,11 @@ def read_values_csv(
         cell = row[col] if col < len(row) else ""
         v = _parse_float(cell)
         if v is None or not np.isfinite(v):
-            raise ValueError(f"values CSV {p}: row {i + 1 + (header is not None)} has no finite number "
+            raise DataError(f"values CSV {p}: row {i + 1 + (header is not None)} has no finite number "
                              f"in column {col}: {cell!r}")
         values[i] = v
     if n_frames is not None and values.size != n_frames:
-        raise ValueError(f"values CSV {p} has {values.size} value rows but there are {n_frames} frames")
+        raise DataError(f"values CSV {p} has {values.size} value rows but there are {n_frames} frames")
     return values, header
 
 
@@ -85,11 +87,11 @@ def _csv_column(first_row: list[str], column: str | int | None, path: Path) -> i
         idx = int(column)
         idx = idx if idx >= 0 else len(first_row) + idx
         if not 0 <= idx < len(first_row):
-            raise ValueError(f"values CSV {path} has no column {column} (it has {len(first_row)})")
+            raise DataError(f"values CSV {path} has no column {column} (it has {len(first_row)})")
         return idx
     names = [c.strip() for c in first_row]
     if column not in names:
-        raise ValueError(f"values CSV {path} has no column named {column!r} (header: {', '.join(names)})")
+        raise DataError(f"values CSV {path} has no column named {column!r} (header: {', '.join(names)})")
     return names.index(column)
 
 
@@ -101,13 +103,15 @@ def frames_sequence(
     size: int | Sequence[int] | None = None,
     property: str | None = None,
     unit: str | None = None,
-    progress: Callable[[int], None] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
 ) -> InterventionSequence:
     """Read an ordered folder of frames into an InterventionSequence (natural order, one common size).
 
     ``size`` is ``(width, height)`` (or an int for a square); by default the first frame's size. Values come
     from ``values_csv`` (one per frame) or are the frame indices 0..N-1. ``property``/``unit`` name them
-    (defaults: the CSV header or ``"value"``; ``"frame index"`` without a CSV).
+    (defaults: the CSV header or ``"value"``; ``"frame-index"`` without a CSV). ``image`` (the source id) is the
+    folder's name. ``attrs`` adds provenance and overrides these defaults. ``progress(done, total)`` counts frames.
     """
     files = list_frames(folder)
     values: np.ndarray
@@ -118,17 +122,17 @@ def frames_sequence(
         values = np.arange(len(files), dtype=np.float64)
     first = load_image(files[0], size=size)
     wh = (first.shape[1], first.shape[0])
+    check_fits(len(files), first.shape[0], first.shape[1], f"frames in {folder}")
     images = np.empty((len(files), first.shape[0], first.shape[1], 3), dtype=np.uint8)
     images[0] = first
-    if progress is not None:
-        progress(1)
+    counter = Counter(progress, len(files), 1)
     for i, f in enumerate(files[1:], start=1):
         images[i] = load_image(f, size=wh)
-        if progress is not None:
-            progress(1)
-    attrs: dict[str, Any] = {
+        counter.add()
+    seq_attrs: dict[str, Any] = {
         "source": "frames",
-        "property": property or (header if header else ("value" if values_csv is not None else "frame index")),
+        "property": property or (header if header else ("value" if values_csv is not None else "frame-index")),
+        "image": Path(folder).resolve().name or "frames",
         "unit": unit if unit is not None else "",
         "includes_original": False,
         "folder": str(Path(folder).resolve()),
@@ -137,5 +141,6 @@ def frames_sequence(
         "height": wh[1],
     }
     if values_csv is not None:
-        attrs["values_csv"] = str(Path(values_csv).resolve())
-    return InterventionSequence(images=images, values=values, attrs=attrs)
+        seq_attrs["values_csv"] = str(Path(values_csv).resolve())
+    seq_attrs.update({k: v for k, v in (attrs or {}).items() if v is not None})
+    return InterventionSequence(images=images, values=values, attrs=seq_attrs)

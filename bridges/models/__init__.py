@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._lazy import lazy_getattr
+from .._progress import Progress as Progress
 from ._checkpoints import LIST_SUFFIXES as LIST_SUFFIXES
 from ._checkpoints import ONNX_SUFFIXES as ONNX_SUFFIXES
 from ._checkpoints import checkpoint_names as checkpoint_names
@@ -18,6 +19,7 @@ from ._checkpoints import natural_sorted as natural_sorted
 from ._inputs import InputSource as InputSource
 from ._inputs import collect_inputs as collect_inputs
 from ._predict import PredictResult as PredictResult
+from ._predict import RunOptions as RunOptions
 from ._predict import predict as predict
 from ._runner import DEFAULT_ATOL as DEFAULT_ATOL
 from ._runner import OUTPUT_KINDS as OUTPUT_KINDS
@@ -52,6 +54,7 @@ if TYPE_CHECKING:  # loaded lazily at run time (the ``torch`` extra)
     from ._export import torch_outputs as torch_outputs
     from ._export import verify_export as verify_export
     from ._sweep import SweepResult as SweepResult
+    from ._sweep import input_sources as input_sources
     from ._sweep import sweep as sweep
     from ._weight_swap import WeightSwapper as WeightSwapper
     from ._weight_swap import initializer_map as initializer_map
@@ -62,16 +65,52 @@ _LAZY = {
          "check_state_dict", "conv_mixer", "infer_convmixer_paras", "load_checkpoint", "load_weights",
          "resolve_factory"), "._architectures"),
     **dict.fromkeys(("ExportResult", "export_model", "export_onnx", "torch_outputs", "verify_export"), "._export"),
-    **dict.fromkeys(("SweepResult", "sweep"), "._sweep"),
+    **dict.fromkeys(("SweepResult", "input_sources", "sweep"), "._sweep"),
     **dict.fromkeys(("WeightSwapper", "initializer_map"), "._weight_swap"),
 }
 __getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 __all__ = [
     "LIST_SUFFIXES", "ONNX_SUFFIXES", "checkpoint_names", "find_checkpoints", "is_onnx_path", "natural_sorted",
-    "InputSource", "collect_inputs", "PredictResult", "predict",
+    "InputSource", "collect_inputs", "PredictResult", "Progress", "RunOptions", "predict",
     "DEFAULT_ATOL", "OUTPUT_KINDS", "OnnxRunner", "default_classes", "load_text_embeddings", "make_session",
     "postprocess", "select_provider",
     "ModelSpec", "Preprocessing", "read_spec", "spec_path", "write_spec",
     *_LAZY,
 ]
+
+# Own models (issue 13): layouts, architecture sources, preprocessing rules, CLIP. Appended; torch-free names first.
+from ._checkpoints import CHECKPOINT_SUFFIXES as CHECKPOINT_SUFFIXES  # noqa: E402
+from ._checkpoints import is_hf_folder as is_hf_folder  # noqa: E402
+from ._clip import ClipText as ClipText  # noqa: E402
+from ._clip import load_clip_text as load_clip_text  # noqa: E402
+from ._clip import predict_clip as predict_clip  # noqa: E402
+from ._clip import prompt_block as prompt_block  # noqa: E402
+from ._clip import read_prompts as read_prompts  # noqa: E402
+from ._clip import text_path as text_path  # noqa: E402
+from ._predict import output_classes as output_classes  # noqa: E402
+from ._predict import run_preprocessing as run_preprocessing  # noqa: E402
+from ._preprocessing import PREPROCESSING_OPTIONS as PREPROCESSING_OPTIONS  # noqa: E402
+from ._preprocessing import contradictions as contradictions  # noqa: E402
+from ._preprocessing import preprocessing_from_hf as preprocessing_from_hf  # noqa: E402
+from ._preprocessing import read_classes_file as read_classes_file  # noqa: E402
+from ._preprocessing import resolve_classes as resolve_classes  # noqa: E402
+from ._preprocessing import resolve_preprocessing as resolve_preprocessing  # noqa: E402
+
+if TYPE_CHECKING:
+    from ._clip import ClipExport as ClipExport
+    from ._clip import export_clip as export_clip
+    from ._export import exporter_of as exporter_of
+    from ._setup import LoadedModel as LoadedModel
+    from ._setup import load_for_run as load_for_run
+    from ._sources import fallback_preprocessing as fallback_preprocessing
+    from ._sources import model_preprocessing as model_preprocessing
+    from ._sources import tensor_output as tensor_output
+_LAZY.update({"LoadedModel": "._setup", "load_for_run": "._setup",
+              "ClipExport": "._clip", "export_clip": "._clip", "fallback_preprocessing": "._sources",
+              "model_preprocessing": "._sources", "exporter_of": "._export", "tensor_output": "._sources"})
+__all__ += ["CHECKPOINT_SUFFIXES", "is_hf_folder", "ClipText", "load_clip_text", "predict_clip", "prompt_block",
+            "read_prompts", "PREPROCESSING_OPTIONS", "preprocessing_from_hf", "read_classes_file", "resolve_classes",
+            "resolve_preprocessing", "ClipExport", "export_clip", "fallback_preprocessing", "model_preprocessing",
+            "exporter_of", "tensor_output", "contradictions", "text_path", "output_classes", "run_preprocessing",
+            "LoadedModel", "load_for_run"]

@@ -1,31 +1,38 @@
-"""Models and checkpoints: the ConvMixer of the paper, ``module:function`` factories, safe checkpoint loading.
+"""Models from checkpoints: the paper's ConvMixer, HF/timm/torchvision/factory architectures, strict loading.
 
-Checkpoints are always read with ``torch.load(..., weights_only=True)`` (no arbitrary unpickling). Accepted
-shapes: a plain state_dict, or a dict holding ``state_dict`` (or ``model_state_dict``) and optionally
-``paras`` (architecture keyword arguments, as in the paper's reference checkpoints). An exported ``.onnx``
-file is recognised by :func:`is_onnx_path` and handled by the runner directly (no torch model needed).
+Checkpoints are read by :func:`load_checkpoint` (``_layouts``: every supported layout, never unpickling
+objects); architectures are resolved by ``_sources``. :func:`build_model` builds the architecture with the
+checkpoint's keyword arguments (``paras``, or Lightning ``hyper_parameters`` the factory names, or for a
+ConvMixer the tensor shapes), gives it a tensor output, loads the tensors strictly (a common name prefix is
+stripped, with a notice, when that makes them match) and sets eval mode.
 
-Every problem with a checkpoint (wrong architecture, missing tensor, corrupt file) is a one-line
-``ValueError`` naming the file.
+Every problem with a checkpoint (wrong architecture, missing tensor, corrupt file) is one line naming the file.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
-import pickle
 import re
-import warnings
-import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
 
-from ._checkpoints import is_onnx_path
+from epg_core import DataError, UsageError
+
+from ._layouts import Checkpoint, load_checkpoint, match_state
+from ._preprocessing import Notice
+from ._sources import (
+    accepted_kwargs,
+    arch_kind,
+    build_hf,
+    check_kwargs,
+    checked_build,
+    external_factory,
+    infer_num_classes,
+    tensor_output,
+)
 
 __all__ = [
     "Residual",
@@ -95,91 +102,13 @@ ConvMixer = conv_mixer  # the name used by the reference code
 BUILTIN_ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"convmixer": conv_mixer}
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    """A loaded checkpoint: tensors by name, optional architecture kwargs (``paras``) and where it came from."""
-
-    path: Path
-    state_dict: dict[str, torch.Tensor]
-    paras: dict[str, Any] = field(default_factory=dict)
-
-
-def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read a checkpoint safely (``weights_only=True``) and normalise its layout.
-
-    A ``module.`` prefix on every key (``nn.DataParallel``) is stripped.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{path}: checkpoint not found")
-    if is_onnx_path(path):
-        raise ValueError(f"{path}: an .onnx file holds no torch weights; pass it to `epg predict` directly")
-    obj = _torch_load(path)
-    state, paras = _split_checkpoint(obj, path)
-    return Checkpoint(path=path, state_dict=state, paras=paras)
-
-
-def _torch_load(path: Path) -> Any:
-    """``torch.load`` with weights only; every failure becomes one line naming the file."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the error below says enough
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        message = str(exc)
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", message)
-        if found:
-            raise ValueError(f"{path}: checkpoint refused by weights_only loading (it pickles the Python object "
-                             f"{found.group(1)}, which could run arbitrary code)") from None
-        detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", message)
-        reason = detail.group(1).strip() if detail else "not a torch checkpoint"
-        raise ValueError(f"{path}: corrupt or unreadable checkpoint ({reason[:160]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{path}: corrupt or unreadable checkpoint ({first[:160]})") from None
-
-
-def _split_checkpoint(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Accept a plain state_dict or ``{"state_dict": ..., "paras": ...}``; return (tensors, paras)."""
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: checkpoint holds a {type(obj).__name__}, "
-                         "expected a state_dict or a dict with 'state_dict'")
-    paras: dict[str, Any] = {}
-    for key in ("state_dict", "model_state_dict"):
-        if key in obj and isinstance(obj[key], Mapping):
-            raw_paras = obj.get("paras", {})
-            if not isinstance(raw_paras, Mapping):
-                raise ValueError(f"{path}: 'paras' is a {type(raw_paras).__name__}, "
-                                 "expected a dict of keyword arguments")
-            paras = dict(raw_paras)
-            obj = obj[key]
-            break
-    state = {str(k): v for k, v in obj.items()}
-    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    if bad or not state:
-        what = f"non-tensor entry {bad[0]!r}" if bad else "no tensors"
-        raise ValueError(f"{path}: not a state_dict ({what})")
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return state, paras
-
-
 def resolve_factory(architecture: str) -> Callable[..., nn.Module]:
-    """A builtin name (``convmixer``) or ``package.module:function`` returning an ``nn.Module``."""
+    """``convmixer``, ``timm:NAME``, ``torchvision:NAME`` or ``package.module:function`` -> a model factory."""
     if architecture.lower() in BUILTIN_ARCHITECTURES:
         return BUILTIN_ARCHITECTURES[architecture.lower()]
-    if ":" not in architecture:
-        raise ValueError(f"unknown architecture {architecture!r}: use one of {sorted(BUILTIN_ARCHITECTURES)} "
-                         "or 'module:function'")
-    module_name, _, func_name = architecture.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"architecture {architecture!r}: cannot import module {module_name!r} ({exc})") from None
-    factory = getattr(module, func_name, None)
-    if not callable(factory):
-        raise ValueError(f"architecture {architecture!r}: {module_name} has no callable {func_name!r}")
-    return cast(Callable[..., nn.Module], factory)  # checked to return an nn.Module by build_model
+    if arch_kind(architecture) == "hf":
+        raise UsageError("--arch hf is built from the checkpoint folder's config.json; it has no factory")
+    return external_factory(architecture)
 
 
 _BLOCK_KEY = re.compile(r"^(\d+)\.0\.fn\.0\.weight$")
@@ -193,27 +122,39 @@ def infer_convmixer_paras(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         head = state[f"{3 + len(blocks) + 2}.weight"]
         kernel = state[f"{blocks[0]}.0.fn.0.weight"].shape[-1] if blocks else 9
     except KeyError as exc:
-        raise ValueError(f"state_dict does not look like a ConvMixer (no tensor {exc.args[0]!r})") from None
+        raise DataError(f"state_dict does not look like a ConvMixer (no tensor {exc.args[0]!r})") from None
     return {"dim": int(stem.shape[0]), "depth": len(blocks), "kernel_size": int(kernel),
             "patch_size": int(stem.shape[-1]), "n_classes": int(head.shape[0]), "in_channels": int(stem.shape[1])}
 
 
 def architecture_kwargs(
-    architecture: str, checkpoint: Checkpoint, overrides: Mapping[str, Any] | None = None
+    architecture: str, checkpoint: Checkpoint, overrides: Mapping[str, Any] | None = None,
+    notice: Notice | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for the factory: checkpoint ``paras`` (or, for a ConvMixer, shapes), then overrides."""
+    """Keyword arguments for the factory, bounded: ``paras``, else the Lightning ``hyper_parameters`` the factory
+    names, else (ConvMixer) the tensor shapes; then ``overrides``. For ``hf`` only the overrides (config fields)."""
+    kind = arch_kind(architecture)
+    if kind == "hf":
+        return check_kwargs(dict(overrides or {}), "--arch-kwargs")
     kwargs = dict(checkpoint.paras)
-    if not kwargs and architecture.lower() == "convmixer":
+    if not kwargs and checkpoint.hyper_parameters:
+        kwargs = accepted_kwargs(resolve_factory(architecture), checkpoint.hyper_parameters, str(checkpoint.path),
+                                 notice)
+    if not kwargs and kind == "convmixer":
+        state = checkpoint.state_dict
+        while state and "0.weight" not in state and len({k.split(".", 1)[0] for k in state}) == 1:
+            state = {k.split(".", 1)[1]: v for k, v in state.items() if "." in k}  # module./model. prefixes
         try:
-            kwargs = infer_convmixer_paras(checkpoint.state_dict)
+            kwargs = infer_convmixer_paras(state)
         except ValueError as exc:
-            raise ValueError(f"{checkpoint.path}: wrong architecture: {exc}") from None
+            raise DataError(f"{checkpoint.path}: wrong architecture: {exc}") from None
+    kwargs = check_kwargs(kwargs, str(checkpoint.path))
     kwargs.update(overrides or {})
     return kwargs
 
 
 def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str | os.PathLike[str]) -> None:
-    """Compare a checkpoint's tensor names and shapes with ``model``; one-line ValueError on any mismatch.
+    """Compare a checkpoint's tensor names and shapes with ``model``; one-line DataError on any mismatch.
 
     Unexpected tensors or different shapes mean the wrong architecture; a checkpoint whose names are a
     strict subset of the model's is missing tensors.
@@ -222,15 +163,15 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if unexpected:
-        raise ValueError(f"{source}: wrong architecture: {len(unexpected)} tensor(s) the model does not have, "
+        raise DataError(f"{source}: wrong architecture: {len(unexpected)} tensor(s) the model does not have, "
                          f"e.g. {unexpected[0]!r}"
                          + (f" ({len(missing)} expected tensor(s) absent)" if missing else ""))
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise ValueError(f"{source}: missing tensor {missing[0]!r}{more}")
+        raise DataError(f"{source}: missing tensor {missing[0]!r}{more}")
     for key, tensor in expected.items():
         if tuple(state[key].shape) != tuple(tensor.shape):
-            raise ValueError(f"{source}: wrong architecture: tensor {key!r} has shape {tuple(state[key].shape)}, "
+            raise DataError(f"{source}: wrong architecture: tensor {key!r} has shape {tuple(state[key].shape)}, "
                              f"the model expects {tuple(tensor.shape)}")
 
 
@@ -238,23 +179,38 @@ def build_model(
     architecture: str,
     checkpoint: Checkpoint | str | os.PathLike[str],
     overrides: Mapping[str, Any] | None = None,
+    *,
+    no_ema: bool = False,
+    notice: Notice | None = None,
 ) -> nn.Module:
-    """Instantiate ``architecture`` with the checkpoint's kwargs, load its tensors strictly, set eval mode."""
-    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-    factory = resolve_factory(architecture)
-    kwargs = architecture_kwargs(architecture, ckpt, overrides)
-    try:
-        model = factory(**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"{ckpt.path}: wrong architecture: {architecture} does not accept {kwargs} ({exc})") from None
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"architecture {architecture!r} returned a {type(model).__name__}, not a torch nn.Module")
-    load_weights(model, ckpt.state_dict, ckpt.path)
+    """Instantiate ``architecture`` for the checkpoint, load its tensors strictly, set eval mode.
+
+    timm and torchvision models get the checkpoint's class count when only their last linear layer differs.
+    """
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, no_ema=no_ema,
+                                                                                 notice=notice)
+    kind = arch_kind(architecture)
+    if kind == "hf":
+        model = build_hf(ckpt, overrides)
+    else:
+        factory = resolve_factory(architecture)
+        kwargs = architecture_kwargs(architecture, ckpt, overrides, notice)
+        model = checked_build(factory, kwargs, str(ckpt.path), architecture)
+        if kind in ("timm", "torchvision") and "num_classes" not in kwargs:
+            state = match_state(model.state_dict().keys(), ckpt.state_dict, ckpt.path, notice=lambda _: None)
+            n_classes = infer_num_classes(model, state)
+            if n_classes is not None:
+                model = checked_build(factory, {**kwargs, "num_classes": n_classes}, str(ckpt.path), architecture)
+    if kind != "convmixer":
+        model = tensor_output(model)
+    load_weights(model, ckpt.state_dict, ckpt.path, notice=notice)
     return model.eval()
 
 
-def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str | os.PathLike[str]) -> None:
-    """``check_state_dict`` then ``load_state_dict(strict=True)``."""
+def load_weights(
+    model: nn.Module, state: Mapping[str, torch.Tensor], source: str | os.PathLike[str], notice: Notice | None = None
+) -> None:
+    """Strip a common name prefix when that makes the names match (:func:`match_state`), check, load strictly."""
+    state = match_state(model.state_dict().keys(), state, os.fspath(source), notice)
     check_state_dict(model, state, source)
     model.load_state_dict(state, strict=True)
-

@@ -1,4 +1,8 @@
-"""Checkpoint lists (glob, list file or explicit paths), natural order and short names; no torch needed."""
+"""Checkpoint lists (glob, list file, folder or explicit paths), natural order and short names; no torch needed.
+
+A Hugging Face model folder (``config.json``) is one checkpoint; a folder of such folders (one per epoch,
+``checkpoint-500``, ...) or of checkpoint files is a sweep over them.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,36 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from epg_core import DataError, UsageError
+
 from .._images import natural_key
 
-__all__ = ["ONNX_SUFFIXES", "LIST_SUFFIXES", "is_onnx_path", "natural_sorted", "find_checkpoints", "checkpoint_names"]
+__all__ = ["ONNX_SUFFIXES", "LIST_SUFFIXES", "CHECKPOINT_SUFFIXES", "is_onnx_path", "is_hf_folder", "natural_sorted",
+           "find_checkpoints", "checkpoint_names"]
 
 ONNX_SUFFIXES = (".onnx",)
 LIST_SUFFIXES = (".txt", ".list", ".lst")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".tar")
+
+
+def is_hf_folder(path: str | os.PathLike[str]) -> bool:
+    """True for a Hugging Face ``save_pretrained`` model folder (it holds ``config.json``)."""
+    return Path(path).is_dir() and (Path(path) / "config.json").is_file()
+
+
+def _folder_checkpoints(folder: Path) -> list[Path]:
+    """The checkpoints a folder stands for: itself (HF folder), its HF sub-folders, or its checkpoint files."""
+    if is_hf_folder(folder):
+        return [folder]
+    children = sorted(folder.iterdir())
+    hf = [c for c in children if is_hf_folder(c)]
+    if hf:
+        return hf
+    files = [c for c in children if c.is_file() and c.suffix.lower() in CHECKPOINT_SUFFIXES]
+    if not files:
+        raise UsageError(f"{folder}: no checkpoints in this folder (HF model folders with config.json or "
+                         f"{', '.join(CHECKPOINT_SUFFIXES)} files)")
+    return files
 
 
 def is_onnx_path(path: str | os.PathLike[str]) -> bool:
@@ -32,36 +60,39 @@ def find_checkpoints(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[s
         spec_path = Path(spec)
         if spec_path.suffix.lower() in LIST_SUFFIXES:
             paths = _read_list_file(spec_path)
+        elif spec_path.is_dir():
+            paths = _folder_checkpoints(spec_path)
         elif spec_path.exists():
             paths = [spec_path]
         else:
-            paths = [Path(p) for p in glob.glob(os.fspath(spec), recursive=True) if not Path(p).is_dir()]
+            paths = [Path(p) for p in glob.glob(os.fspath(spec), recursive=True)
+                     if not Path(p).is_dir() or is_hf_folder(p)]
             if not paths:
-                raise ValueError(f"no checkpoints match {os.fspath(spec)!r}")
+                raise UsageError(f"no checkpoints match {os.fspath(spec)!r}")
     else:
         paths = [Path(p) for p in spec]
         if not paths:
-            raise ValueError("no checkpoints given")
+            raise UsageError("no checkpoints given")
     for path in paths:
         if not path.exists():
-            raise ValueError(f"{path}: checkpoint not found")
+            raise DataError(f"{path}: checkpoint not found")
     ordered = natural_sorted(paths)
     dupes = {str(p) for p in ordered if ordered.count(p) > 1}
     if dupes:
-        raise ValueError(f"checkpoint listed twice: {sorted(dupes)[0]}")
+        raise UsageError(f"checkpoint listed twice: {sorted(dupes)[0]}")
     return ordered
 
 
 def _read_list_file(path: Path) -> list[Path]:
     if not path.is_file():
-        raise ValueError(f"{path}: checkpoint list file not found")
+        raise UsageError(f"{path}: checkpoint list file not found")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: checkpoint list is not a UTF-8 text file") from None
+        raise UsageError(f"{path}: checkpoint list is not a UTF-8 text file") from None
     entries = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
     if not entries:
-        raise ValueError(f"{path}: checkpoint list is empty")
+        raise UsageError(f"{path}: checkpoint list is empty")
     return [p if p.is_absolute() else path.parent / p for p in map(Path, entries)]
 
 
@@ -69,7 +100,8 @@ def checkpoint_names(paths: Sequence[Path]) -> list[str]:
     """Short unique names: paths relative to their common folder, suffix dropped, '/' kept as ':'."""
     resolved = [p.resolve() for p in paths]
     common = Path(os.path.commonpath([p.parent for p in resolved])) if resolved else Path()
-    names = [str(p.relative_to(common).with_suffix("")).replace(os.sep, ":") for p in resolved]
+    names = [str(p.relative_to(common) if p.is_dir() else p.relative_to(common).with_suffix("")).replace(os.sep, ":")
+             for p in resolved]
     if len(set(names)) != len(names):
         names = [str(p.relative_to(common)).replace(os.sep, ":") for p in resolved]
     return names

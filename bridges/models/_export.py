@@ -2,32 +2,35 @@
 
 The exporter is ``torch.onnx.export(dynamo=True, optimize=False)``: without the graph optimiser the ONNX
 initializers keep the state_dict names one-to-one (BatchNorm folding and friends would rename or merge
-them), which is what the checkpoint sweep relies on to swap weights by name. Every export is run by torch
-and ONNX Runtime on the same random batch and refused if they differ by more than ``atol``.
+them), which is what the checkpoint sweep relies on to swap weights by name. Models the dynamo exporter
+cannot trace (transformers' Swin, say) fall back to the TorchScript exporter (``dynamo=False``, opset 17,
+no constant folding); which one made a model is recorded in its ``epg_exporter`` metadata. Every export is
+run by torch and ONNX Runtime on the same random batch and refused if they differ by more than ``atol``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import onnx
 import torch
 from torch import nn
 
-from epg_core import write_bytes_atomic
+from epg_core import DataError, write_bytes_atomic
 
 from ._runner import DEFAULT_ATOL, make_session
 from ._spec import ModelSpec, Preprocessing, write_spec
 
-__all__ = ["ExportResult", "export_model", "torch_outputs", "verify_export", "export_onnx"]
+__all__ = ["ExportResult", "export_model", "exporter_of", "torch_outputs", "verify_export", "export_onnx"]
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "outputs"
@@ -50,7 +53,7 @@ def _quiet_exporter() -> Iterator[None]:
                                               "onnxscript", "torch._export", "torch.__trace")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.ERROR)
+        lg.setLevel(logging.CRITICAL)  # a failed dynamo trace logs the whole graph at ERROR; the fallback follows
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -60,8 +63,20 @@ def _quiet_exporter() -> Iterator[None]:
             lg.setLevel(level)
 
 
+EXPORTER_KEY = "epg_exporter"
+LEGACY_OPSET = 17
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
 def export_model(model: nn.Module, preprocessing: Preprocessing, *, opset: int | None = None) -> onnx.ModelProto:
-    """Export ``model`` (eval mode) to an in-memory ONNX model with input ``images`` ``[batch, 3, h, w]``."""
+    """Export ``model`` (eval mode) to an in-memory ONNX model with input ``images`` ``[batch, 3, h, w]``.
+
+    Tries the dynamo exporter, then the TorchScript one; the proto's metadata ``epg_exporter`` says which.
+    """
     model = model.eval()
     example = torch.from_numpy(preprocessing.random_batch(2, seed=0))
     kwargs: dict[str, Any] = {"opset_version": opset} if opset else {}
@@ -72,12 +87,33 @@ def export_model(model: nn.Module, preprocessing: Preprocessing, *, opset: int |
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                 dynamic_shapes=({0: torch.export.Dim("batch")},), **kwargs,
             )
+        if program is None:
+            raise RuntimeError("the exporter returned no program")
+        proto, exporter = program.model_proto, "dynamo"
     except Exception as exc:  # noqa: BLE001 - the exporter raises many private types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"ONNX export failed: {first[:240]}") from None
-    if program is None:
-        raise ValueError("ONNX export failed: the exporter returned no program")
-    return program.model_proto
+        try:
+            proto, exporter = _legacy_export(model, example, opset or LEGACY_OPSET), "torchscript"
+        except Exception as legacy:  # noqa: BLE001
+            raise DataError(f"ONNX export failed: dynamo exporter: {_first(exc)}; TorchScript exporter: "
+                            f"{_first(legacy)}") from None
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = EXPORTER_KEY, exporter
+    return proto
+
+
+def _legacy_export(model: nn.Module, example: torch.Tensor, opset: int) -> onnx.ModelProto:
+    """The TorchScript exporter, initializers kept by name (no constant folding), dynamic batch."""
+    buffer = io.BytesIO()
+    with _quiet_exporter(), torch.no_grad():
+        torch.onnx.export(model, (example,), cast(Any, buffer), dynamo=False, opset_version=opset,
+                          do_constant_folding=False, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def exporter_of(proto: onnx.ModelProto) -> str:
+    """``dynamo`` or ``torchscript`` (what :func:`export_model` recorded; ``unknown`` otherwise)."""
+    return next((p.value for p in proto.metadata_props if p.key == EXPORTER_KEY), "unknown")
 
 
 def torch_outputs(model: nn.Module, x: np.ndarray, *, threads: int = 1, batch_size: int = 64) -> np.ndarray:
@@ -88,6 +124,7 @@ def torch_outputs(model: nn.Module, x: np.ndarray, *, threads: int = 1, batch_si
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
             out = model(torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size])))
+            out = getattr(out, "logits", out)
             out = out[0] if isinstance(out, (tuple, list)) else out
             parts.append(out.detach().float().cpu().numpy().reshape(out.shape[0], -1))
     return np.concatenate(parts)
@@ -108,10 +145,10 @@ def verify_export(
     ort_out = np.asarray(ort_out, np.float32).reshape(len(x), -1)
     ref = torch_outputs(model, x, threads=threads)
     if ort_out.shape != ref.shape:
-        raise ValueError(f"ONNX Runtime output shape {ort_out.shape} differs from torch {ref.shape}; refusing {what}")
+        raise DataError(f"ONNX Runtime output shape {ort_out.shape} differs from torch {ref.shape}; refusing {what}")
     diff = float(np.max(np.abs(ort_out - ref))) if ort_out.size else 0.0
     if not np.isfinite(diff) or diff > atol:
-        raise ValueError(f"ONNX Runtime disagrees with torch eager by {diff:.3g} (> {atol:g}) on a random batch; "
+        raise DataError(f"ONNX Runtime disagrees with torch eager by {diff:.3g} (> {atol:g}) on a random batch; "
                          f"refusing {what}")
     return diff
 
@@ -143,7 +180,7 @@ def export_onnx(
     spec = ModelSpec(preprocessing=preprocessing, classes=list(classes) if classes else None,
                      input_name=INPUT_NAME, output_name=OUTPUT_NAME,
                      info={**dict(info or {}), "max_abs_diff_vs_torch": diff, "atol": atol,
-                           "exporter": f"torch {torch.__version__} dynamo, optimize=False",
+                           "exporter": f"torch {torch.__version__} {exporter_of(proto)}, optimize=False",
                            "opset": _opset(proto)})
     write_bytes_atomic(path, data)
     return ExportResult(onnx_path=path, spec_path=write_spec(path, spec), max_abs_diff=diff, spec=spec)

@@ -10,7 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from epg_core import InterventionSequence, iter_intervention_images, read_interventions
+from epg_core import InterventionSequence, UsageError, iter_intervention_images, read_interventions
 
 from .._images import load_image
 from ._spec import Preprocessing
@@ -38,7 +38,7 @@ class InputSource:
         Image files are preprocessed one by one, so files of different sizes are each resized once.
         """
         if name not in self.sequences:
-            raise ValueError(f"no input sequence {name!r} (have {list(self.sequences)})")
+            raise UsageError(f"no input sequence {name!r} (have {list(self.sequences)})")
         if self.h5_path is not None:
             parts = [preprocessing.apply(b) for b in iter_intervention_images(self.h5_path, name, batch_size)]
         else:
@@ -69,15 +69,15 @@ def collect_inputs(
     """
     paths = [Path(p) for p in inputs]
     if not paths:
-        raise ValueError("no inputs given: pass an interventions .h5 file or image files")
+        raise UsageError("no inputs given: pass an interventions .h5 file or image files")
     h5 = [p for p in paths if _is_hdf5(p)]
     if h5:
         if len(paths) != 1:
-            raise ValueError(f"give either one interventions file or image files, not both/several: {h5[0]}")
+            raise UsageError(f"give either one interventions file or image files, not both/several: {h5[0]}")
         seqs = read_interventions(paths[0], sequences, images=False)
         return InputSource(sequences=seqs, h5_path=paths[0])
     if sequences:
-        raise ValueError("sequence names select sequences of an interventions file; none was given")
+        raise UsageError("sequence names select sequences of an interventions file; none was given")
     first = load_image(paths[0])
     for path in paths[1:]:
         load_image(path)

@@ -12,6 +12,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from epg_core import DataError, UsageError
+
 __all__ = [
     "DEFAULT_ATOL",
     "OUTPUT_KINDS",
@@ -57,12 +59,12 @@ def select_provider(device: str = "auto", *, report: bool = True) -> str:
     shows it in its result tables. ``report=False`` skips the log record.
     """
     if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        raise UsageError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     provider = "CPUExecutionProvider"
     if device != "cpu" and _cuda_really_works():
         provider = "CUDAExecutionProvider"
     elif device == "cuda":
-        raise ValueError("device 'cuda' requested but CUDAExecutionProvider does not initialise here")
+        raise UsageError("device 'cuda' requested but CUDAExecutionProvider does not initialise here")
     if report and provider not in _REPORTED:
         _REPORTED.add(provider)
         LOG.info("ONNX Runtime provider: %s", provider)
@@ -86,13 +88,13 @@ def make_session(
     if not isinstance(source, bytes):
         source = os.fspath(source)
         if not Path(source).is_file():
-            raise ValueError(f"{source}: ONNX model not found")
+            raise DataError(f"{source}: ONNX model not found")
     try:
         return ort.InferenceSession(source, options, providers=providers)
     except Exception as exc:  # noqa: BLE001 - ORT raises several private exception types
         name = source if isinstance(source, str) else "in-memory model"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{name}: not a loadable ONNX model ({first[:200]})") from None
+        raise DataError(f"{name}: not a loadable ONNX model ({first[:200]})") from None
 
 
 # --------------------------------------------------------------------------- outputs
@@ -109,9 +111,9 @@ def load_text_embeddings(path: str | os.PathLike[str]) -> np.ndarray:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"{path}: cannot read text embeddings as a .npy array ({first})") from None
+        raise DataError(f"{path}: cannot read text embeddings as a .npy array ({first})") from None
     if array.ndim not in (2, 3) or not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(f"{path}: text embeddings must be float [C, D] or [C, K, D], got {array.dtype} {array.shape}")
+        raise DataError(f"{path}: text embeddings must be float [C, D] or [C, K, D], got {array.dtype} {array.shape}")
     array = _unit(array.astype(np.float64))
     if array.ndim == 3:
         array = _unit(array.mean(axis=1))
@@ -134,12 +136,12 @@ def postprocess(raw: np.ndarray, kind: str, text_embeddings: np.ndarray | None =
         return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
     if kind == "cosine":
         if text_embeddings is None:
-            raise ValueError("output kind 'cosine' needs a text-embedding matrix (--text-embeddings FILE.npy)")
+            raise UsageError("output kind 'cosine' needs a text-embedding matrix (--text-embeddings FILE.npy)")
         if text_embeddings.shape[-1] != raw.shape[-1]:
-            raise ValueError(f"image embeddings have dimension {raw.shape[-1]} but text embeddings "
+            raise DataError(f"image embeddings have dimension {raw.shape[-1]} but text embeddings "
                              f"{text_embeddings.shape[-1]}")
         return (_unit(raw) @ _unit(np.asarray(text_embeddings, np.float64)).T).astype(np.float32)
-    raise ValueError(f"output kind {kind!r} not in {OUTPUT_KINDS}")
+    raise UsageError(f"output kind {kind!r} not in {OUTPUT_KINDS}")
 
 
 class OnnxRunner:
@@ -156,11 +158,11 @@ class OnnxRunner:
         provider: str | None = None,
     ) -> None:
         if output_kind not in OUTPUT_KINDS:
-            raise ValueError(f"output kind {output_kind!r} not in {OUTPUT_KINDS}")
+            raise UsageError(f"output kind {output_kind!r} not in {OUTPUT_KINDS}")
         if output_kind == "cosine" and text_embeddings is None:
-            raise ValueError("output kind 'cosine' needs a text-embedding matrix (--text-embeddings FILE.npy)")
+            raise UsageError("output kind 'cosine' needs a text-embedding matrix (--text-embeddings FILE.npy)")
         if batch_size < 1:
-            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+            raise UsageError(f"batch size must be >= 1, got {batch_size}")
         self.session = make_session(model, threads=threads, provider=provider)
         self.provider = self.session.get_providers()[0]
         self.input_name = self.session.get_inputs()[0].name
@@ -178,7 +180,7 @@ class OnnxRunner:
             return np.asarray(self.session.run(None, {self.input_name: batch})[0])
         except Exception as exc:  # noqa: BLE001 - ORT raises private exception types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"ONNX Runtime failed on an input of shape {list(batch.shape)} "
+            raise DataError(f"ONNX Runtime failed on an input of shape {list(batch.shape)} "
                              f"(check --size against the model): {first[:200]}") from None
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
@@ -190,6 +192,6 @@ def default_classes(n: int, given: Sequence[str] | None = None) -> list[str]:
     """``given`` if its length fits, else ``class_0 ... class_{n-1}``."""
     if given:
         if len(given) != n:
-            raise ValueError(f"{len(given)} class names given ({', '.join(given)}) but the model has {n} outputs")
+            raise UsageError(f"{len(given)} class names given ({', '.join(given)}) but the model has {n} outputs")
         return [str(c) for c in given]
     return [f"class_{i}" for i in range(n)]

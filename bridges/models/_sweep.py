@@ -1,18 +1,24 @@
-"""Checkpoint sweeps by weight swap into the outputs HDF5 format.
+"""Checkpoint sweeps by weight swap into the outputs HDF5 format; resumable and incremental.
 
 A sweep exports the architecture once, then for each checkpoint replaces the ONNX initializers by name
 (refusing checkpoints whose tensors do not map one-to-one onto them), checks the first swapped checkpoint
 against torch eager, and stores every checkpoint's outputs as soon as they are done with
-``epg_core.set_checkpoint_outputs`` (atomic). Rerunning an interrupted sweep skips finished checkpoints.
+``epg_core.set_checkpoint_outputs`` (one shard, O(that checkpoint), under the file's lock).
+
+Incremental: only missing (sequence, checkpoint) pairs are computed. A rerun skips finished checkpoints; more
+interventions files (new sequences) add blocks; more checkpoints grow the model's blocks (finished ones kept).
+The run options (classes, output kind, size, preprocessing, architecture) are stored with the model on its first
+write; a rerun with other ones is refused naming the option, unless ``restart`` recomputes.
 
 No statistics here: scoring is ``epg_core``'s job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,25 +26,29 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from epg_core import OutputsBlock, list_outputs, read_outputs, set_checkpoint_outputs, write_outputs
+import epg_core as E
+from epg_core import DataError, OutputsBlock, UsageError
 
-from ._architectures import Checkpoint, architecture_kwargs, build_model, load_checkpoint, load_weights
+from .._images import natural_key
+from .._progress import Counter, Progress
+from ..executors import ExecutorOptions
+from ._architectures import Checkpoint, load_checkpoint, load_weights
 from ._checkpoints import checkpoint_names, find_checkpoints, is_onnx_path
 from ._export import export_model, torch_outputs, verify_export
 from ._inputs import InputSource, collect_inputs
-from ._predict import n_outputs, prepared_inputs, provenance, text_matrix
-from ._runner import DEFAULT_ATOL, OnnxRunner, default_classes, select_provider
-from ._spec import Preprocessing
+from ._predict import RunOptions, n_outputs, provenance, text_matrix
+from ._preprocessing import resolve_classes
+from ._runner import OnnxRunner, select_provider
+from ._setup import load_for_run
 from ._weight_swap import WeightSwapper
 
-__all__ = ["SweepResult", "sweep"]
+__all__ = ["SweepResult", "sweep", "input_sources"]
 
 
 @dataclass(frozen=True)
 class SweepResult:
-    """What a sweep did: the outputs file, checkpoint names, which indices it computed and which it skipped."""
+    """What a sweep did: the outputs file, this run's checkpoint names, which of them it computed and skipped."""
 
     path: Path
     model: str
@@ -51,141 +61,288 @@ class SweepResult:
     sequences: list[str] = field(default_factory=list)
 
 
-def _existing_done(
-    out: Path, model_name: str, names: list[str], seq_names: list[str], restart: bool
-) -> np.ndarray | None:
-    """Done flags of a compatible earlier run of this sweep, or None when there is none (or ``restart``)."""
-    if restart or not out.exists():
-        return None
-    pairs = [p for p in list_outputs(out) if p[0] == model_name]
-    if not pairs:
-        return None
-    have = sorted(s for _, s in pairs)
-    if have != sorted(seq_names):
-        raise ValueError(f"{out}: model {model_name!r} already holds sequences {have}, this sweep has "
-                         f"{sorted(seq_names)}; use --restart or another --model-name/--out")
-    blocks = read_outputs(out, model_name)
-    for block in blocks:
-        if block.checkpoints != names:
-            raise ValueError(f"{out}: model {model_name!r} was swept over other checkpoints "
-                             f"({len(block.checkpoints)} starting {block.checkpoints[:1]}); use --restart or "
-                             "another --model-name/--out")
-    return np.logical_and.reduce([b.done for b in blocks])
+# --------------------------------------------------------------------------- inputs
 
 
-def _check_compatible(out: Path, model_name: str, fresh: list[OutputsBlock]) -> None:
-    """An earlier run must have stored the same values, classes, kind and preprocessing to be resumed."""
-    for new in fresh:
-        old = read_outputs(out, model_name, new.sequence)[0]
-        for attr in ("classes", "output_kind", "preprocessing"):
-            if getattr(old, attr) != getattr(new, attr):
-                raise ValueError(f"{out}: {model_name}/{new.sequence} was written with {attr} "
-                                 f"{getattr(old, attr)!r}, this sweep uses {getattr(new, attr)!r}; use --restart")
-        if not np.array_equal(old.values, new.values):
-            raise ValueError(f"{out}: {model_name}/{new.sequence} was written for other property values; use --restart")
+def input_sources(
+    inputs: Sequence[str | os.PathLike[str]] | InputSource, sequences: Sequence[str] | None = None
+) -> list[InputSource]:
+    """One source per interventions file (several allowed; sequence names unique across them), or image files."""
+    if isinstance(inputs, InputSource):
+        return [inputs]
+    paths = [Path(p) for p in inputs]
+    if len(paths) < 2 or not all(p.suffix.lower() in (".h5", ".hdf5", ".hdf") for p in paths):
+        return [collect_inputs(paths, sequences=sequences)]
+    wanted = list(dict.fromkeys(sequences)) if sequences else None
+    owner: dict[str, Path] = {}
+    sources = []
+    for path in paths:
+        pick = [n for n in E.list_sequences(path) if wanted is None or n in wanted]
+        for name in pick:
+            if name in owner:
+                raise UsageError(f"{path}: sequence {name!r} is also in {owner[name]}; sequence names must be "
+                                 "unique across the interventions files")
+            owner[name] = path
+        if pick:
+            sources.append(collect_inputs([path], sequences=pick))
+    missing = [n for n in wanted or [] if n not in owner]
+    if missing:
+        raise UsageError(f"sequence {missing[0]!r} is in none of the interventions files")
+    return sources
+
+
+# --------------------------------------------------------------------------- the outputs file's state
+
+
+@dataclass
+class _Plan:
+    """What the outputs file holds for this model and what this run must add."""
+
+    names: list[str]  # the model's checkpoint list after this run (natural order)
+    existing: dict[str, tuple[list[str], np.ndarray]]  # sequence -> (its checkpoint names, done flags)
+    rewrite: list[str]  # sequences of this run whose blocks must be (re)created with ``names``
+    missing: dict[str, list[str]]  # checkpoint name of this run -> sequences still to compute
+    stored: dict[str, Any]  # run options stored with the model ({} when none)
+
+
+def _existing(out: Path, model: str) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:
+    """Per sequence of ``model``: checkpoint names, done flags and property values (cheap: one column read)."""
+    if not out.exists() or model not in {m for m, _ in E.list_outputs(out)}:
+        return {}
+    found: dict[str, tuple[list[str], list[np.ndarray], np.ndarray]] = {}
+    for chunk in E.iter_outputs(out, model, classes=[0], checkpoint_chunk=4096):
+        names, dones, values = found.setdefault(chunk.sequence, ([], [], chunk.values))
+        names.extend(chunk.checkpoints)
+        dones.append(chunk.done)
+    return {s: (n, np.concatenate(d), v) for s, (n, d, v) in found.items()}
+
+
+def _plan(out: Path, model: str, names: list[str], values: Mapping[str, np.ndarray], requested: dict[str, Any],
+          restart: bool) -> _Plan:
+    """Compare the file with this run: refuse other options or values, list what is missing."""
+    have = _existing(out, model)
+    stored: dict[str, Any] = {}
+    if have:
+        others = [s for s in have if s not in values]
+        if restart and others:
+            with _refusal(f"--restart recomputes only this run's sequences; {others[0]!r} would keep outputs "
+                          "computed with other options; use another --model-name or --out"):
+                E.check_run_options(out, model, requested)
+        if restart:
+            have = {s: v for s, v in have.items() if s not in values}
+        else:
+            E.check_run_options(out, model, requested)
+        stored = E.read_run_options(out, model) if have else {}
+    for seq, (_, _, old_values) in have.items():
+        if seq in values and not np.array_equal(old_values, values[seq]):
+            raise DataError(f"{out}: {model}/{seq} was computed for other property values; use --restart")
+    lists = [have[s][0] for s in values if s in have]
+    union = set(names).union(*lists)
+    same = [n for n in lists if set(n) == union]
+    merged = list(same[0]) if same else sorted(union, key=natural_key)  # nothing new: keep the stored order
+    rewrite = [s for s in values if s not in have or have[s][0] != merged]
+    done_of = {s: dict(zip(n, d, strict=True)) for s, (n, d, _) in have.items()}
+    missing = {c: [s for s in values if not done_of.get(s, {}).get(c, False)] for c in names}
+    return _Plan(merged, {s: (n, d) for s, (n, d, _) in have.items()}, rewrite,
+                 {c: s for c, s in missing.items() if s}, stored)
+
+
+@contextlib.contextmanager
+def _refusal(message: str) -> Iterator[None]:
+    try:
+        yield
+    except DataError as exc:
+        raise UsageError(f"{message} ({exc})") from None
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold the outputs file's lock while its state is read and blocks are created (when epg_core exports it)."""
+    lock = getattr(E, "file_lock", None)
+    with lock(out) if lock is not None else contextlib.nullcontext():
+        yield
+
+
+def _prepare_blocks(out: Path, model: str, plan: _Plan, fresh: dict[str, OutputsBlock],
+                    record: dict[str, Any]) -> None:
+    """Create the blocks of new sequences; grow existing ones to ``plan.names`` keeping their finished rows."""
+    if not plan.rewrite:
+        return
+    blocks = []
+    old = {b.sequence: b for b in E.read_outputs(out, model)} if plan.existing else {}
+    for seq in plan.rewrite:
+        block = fresh[seq]
+        if seq in old:
+            index = {c: i for i, c in enumerate(plan.names)}
+            for j, name in enumerate(old[seq].checkpoints):
+                if old[seq].done[j] and name in index and old[seq].outputs.shape[1:] == block.outputs.shape[1:]:
+                    block.outputs[index[name]] = old[seq].outputs[j]
+                    block.done[index[name]] = True
+        blocks.append(block)
+    E.write_outputs(out, blocks, run_options=record)
+
+
+# --------------------------------------------------------------------------- sweep
 
 
 def sweep(
     checkpoints: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     inputs: Sequence[str | os.PathLike[str]] | InputSource,
     out: str | os.PathLike[str],
+    options: RunOptions | None = None,
     *,
-    architecture: str = "convmixer",
-    arch_kwargs: Mapping[str, Any] | None = None,
-    model_name: str | None = None,
-    preprocessing: Preprocessing | None = None,
-    classes: Sequence[str] | None = None,
-    output_kind: str = "probabilities",
-    text_embeddings: str | os.PathLike[str] | np.ndarray | None = None,
-    sequences: Sequence[str] | None = None,
-    batch_size: int = 32,
-    threads: int = 1,
-    atol: float = DEFAULT_ATOL,
-    quiet: bool = False,
     restart: bool = False,
-    on_checkpoint: Callable[[int, str], None] | None = None,
+    progress: Progress | None = None,
+    executor: ExecutorOptions | None = None,
 ) -> SweepResult:
     """Outputs of every checkpoint (one architecture) on the inputs, by one export and weight swaps.
 
-    Resumable: checkpoints already marked done in ``out`` (same model name, checkpoint list, sequences,
-    classes, values, kind and preprocessing) are skipped. ``on_checkpoint(index, name)`` is called after
-    each checkpoint is stored. A bad checkpoint stops the sweep with a one-line ValueError; everything
-    stored before it stays.
+    ``inputs`` are interventions files (several allowed) or image files. Only missing (sequence, checkpoint)
+    pairs are computed (see the module doc); ``restart`` recomputes this run's sequences. ``progress(done,
+    total)`` counts this run's checkpoints (finished ones included). A bad checkpoint stops the sweep with a
+    one-line error; everything stored before it stays. ``executor`` (``ExecutorOptions(executor="ray")``) runs
+    the checkpoints on Ray workers that write shards, folded here (``_sweep_ray``); outputs are bit-identical.
     """
     start = time.perf_counter()
+    opts = options or RunOptions()
     out = Path(out)
-    if threads > 0:
-        torch.set_num_threads(threads)
+    if opts.threads > 0:
+        torch.set_num_threads(opts.threads)
     paths = find_checkpoints(checkpoints)
     if any(is_onnx_path(p) for p in paths):
-        raise ValueError(f"{next(p for p in paths if is_onnx_path(p))}: a sweep swaps torch weights; "
+        raise UsageError(f"{next(p for p in paths if is_onnx_path(p))}: a sweep swaps torch weights; "
                          "give checkpoints, not .onnx files")
     names = checkpoint_names(paths)
-    model_name = model_name or architecture.rsplit(":", 1)[-1]
-    prep = preprocessing or Preprocessing()
-    text = text_matrix(text_embeddings)
-    source = inputs if isinstance(inputs, InputSource) else collect_inputs(inputs, sequences=sequences)
-    done = _existing_done(out, model_name, names, list(source.sequences), restart)
-    todo = [i for i in range(len(paths)) if done is None or not done[i]]
-    skipped = [i for i in range(len(paths)) if i not in todo]
-    if not todo:
+    model_name = opts.model_name or opts.architecture.rsplit(":", 1)[-1]
+    sources = input_sources(inputs, opts.sequences)
+    seqs = {name: seq for s in sources for name, seq in s.sequences.items()}
+    if not seqs:
+        raise DataError("the interventions files hold no sequences to run the model on")
+    values = {name: seq.values for name, seq in seqs.items()}
+    # The first checkpoint of the list fixes the architecture and the preprocessing (also when resuming), so a
+    # wrong checkpoint later in the list is reported as such instead of becoming the reference.
+    loaded = load_for_run(paths[0], opts)
+    first, model, kwargs, prep = loaded.checkpoint, loaded.model, loaded.kwargs, loaded.preprocessing
+    given = opts.given_classes()
+    requested = opts.record(prep, given or [])
+    if given is None:
+        del requested["classes"]
+    plan = _plan(out, model_name, names, values, requested, restart)
+    skipped = [i for i, c in enumerate(names) if c not in plan.missing]
+    counter = Counter(progress, len(names), len(skipped))
+    if not plan.missing:
         return SweepResult(out, model_name, names, [], skipped, None, time.perf_counter() - start,
-                           sequences=list(source.sequences))
+                           sequences=list(seqs))
 
-    # The first checkpoint of the list fixes the architecture (also when resuming), so a wrong checkpoint
-    # later in the list is reported as such instead of becoming the reference.
-    first = load_checkpoint(paths[0])
-    kwargs = architecture_kwargs(architecture, first, arch_kwargs)
-    model = build_model(architecture, first, arch_kwargs)
     proto = export_model(model, prep)
-    verify_export(model, proto, prep.random_batch(2), atol=atol, threads=threads, what="the sweep's export")
-    swapper = WeightSwapper(proto, model)
-    _, prepared = prepared_inputs(source, None, prep)
+    verify_export(model, proto, prep.random_batch(2), atol=opts.atol, threads=opts.threads,
+                  what="the sweep's export")
+    swapper = WeightSwapper(proto, model, reexport=True, atol=opts.atol)  # unproven swap: re-export, with a notice
+    prepared: dict[str, np.ndarray] = {}
+    attrs: dict[str, dict[str, Any]] = {}
+    for source in sources:
+        attrs.update(provenance(source, opts.architecture, kwargs))
+
+    def prepare(needed: Mapping[str, list[str]]) -> None:
+        """Preprocess the sequences that still miss outputs (once; kept in memory for every checkpoint)."""
+        for source in sources:
+            for name in source.sequences:
+                if name not in prepared and any(name in s for s in needed.values()):
+                    prepared[name] = source.preprocessed(name, prep)
+
+    prepare(plan.missing)
     provider = select_provider()
+    text = text_matrix(opts.text_embeddings)
     raw_dim = int(torch_outputs(model, next(iter(prepared.values()))[:1]).shape[-1])
-    n_out = n_outputs(output_kind, raw_dim, text)
-    class_names = default_classes(n_out, classes)
+    n_out = n_outputs(opts.output_kind, raw_dim, text)
 
-    attrs = provenance(source, architecture, kwargs)
-    fresh = [OutputsBlock(model=model_name, sequence=s,
-                          outputs=np.full((len(paths), len(x), n_out), np.nan, np.float32),
-                          done=np.zeros(len(paths), bool), checkpoints=names, classes=class_names,
-                          values=source.sequences[s].values, output_kind=output_kind, preprocessing=prep.to_dict(),
-                          attrs=attrs[s])
-             for s, x in prepared.items()]
-    if done is None:
-        write_outputs(out, fresh)
-    else:
-        _check_compatible(out, model_name, fresh)
+    with _locked(out):
+        plan = _plan(out, model_name, names, values, requested, restart)  # the file may have changed meanwhile
+        prepare(plan.missing)
+        stored = plan.stored.get("classes")
+        own = stored if isinstance(stored, list) and len(stored) == n_out else \
+            first.classes if opts.output_kind != "cosine" else None
+        class_names = resolve_classes(n_out, opts.classes, classes_file=opts.classes_file, model_classes=own,
+                                      source=str(paths[0]))
+        fresh = {s: OutputsBlock(model=model_name, sequence=s,
+                                 outputs=np.full((len(plan.names), len(values[s]), n_out), np.nan, np.float32),
+                                 done=np.zeros(len(plan.names), bool), checkpoints=plan.names, classes=class_names,
+                                 values=values[s], output_kind=opts.output_kind, preprocessing=prep.to_dict(),
+                                 attrs=attrs[s])
+                 for s in plan.rewrite}
+        _prepare_blocks(out, model_name, plan, fresh, opts.record(prep, class_names))
 
+    position = {c: i for i, c in enumerate(plan.names)}
+    if executor is not None and executor.executor != "local":  # workers write shards, this process folds them
+        from ._sweep_ray import SweepJob, items_of, run_sweep_items
+
+        job = SweepJob(swapper, first, paths, prepared, out, model_name, opts.output_kind, text, opts.threads,
+                       opts.batch_size, opts.atol, opts.no_ema)
+        done, diff, used = run_sweep_items(job, items_of(names, plan.missing, position), executor, counter)
+        return SweepResult(out, model_name, names, done, skipped, used or provider, time.perf_counter() - start,
+                           diff, list(seqs))
     computed: list[int] = []
+    where = _Positions(out, model_name)
     check_diff: float | None = None
-    bar = tqdm(total=len(paths), initial=len(skipped), desc=f"sweep {model_name}", unit="ckpt", disable=quiet)
-    try:
-        for index in todo:
-            ckpt = first if index == 0 else load_checkpoint(paths[index])
-            _check_same_paras(ckpt, first)
-            load_weights(model, ckpt.state_dict, ckpt.path)
-            runner = OnnxRunner(swapper.model_bytes(model.state_dict()), output_kind=output_kind,
-                                text_embeddings=text, threads=threads, batch_size=batch_size, provider=provider)
-            if check_diff is None:
-                check_diff = _check_swap(runner, model, prepared, batch_size, atol, ckpt.path, threads)
-            rows = {s: runner.outputs(x) for s, x in prepared.items()}
-            set_checkpoint_outputs(out, model_name, index, rows)
-            computed.append(index)
-            bar.update(1)
-            if on_checkpoint is not None:
-                on_checkpoint(index, names[index])
-    finally:
-        bar.close()
+    for index, name in enumerate(names):
+        if name not in plan.missing:
+            continue
+        ckpt = first if index == 0 else load_checkpoint(paths[index], no_ema=opts.no_ema)
+        _check_same_paras(ckpt, first)
+        load_weights(model, ckpt.state_dict, ckpt.path)
+        runner = OnnxRunner(swapper.model_bytes(model.state_dict()), output_kind=opts.output_kind,
+                            text_embeddings=text, threads=opts.threads, batch_size=opts.batch_size,
+                            provider=provider)
+        if check_diff is None:
+            check_diff = _check_swap(runner, model, prepared, opts.batch_size, opts.atol, ckpt.path, opts.threads)
+        rows = {s: runner.outputs(prepared[s]) for s in plan.missing[name]}
+        where.store(name, position[name], rows)
+        computed.append(index)
+        counter.add()
     return SweepResult(out, model_name, names, computed, skipped, provider, time.perf_counter() - start,
-                       check_diff, list(source.sequences))
+                       check_diff, list(seqs))
+
+
+class _Positions:
+    """Stores a checkpoint's rows where it sits in each block *now* (under the outputs file's lock).
+
+    A concurrent sweep of the same model with another checkpoint list may regrow the blocks after this run
+    planned them (``planned`` is the index then). Regrowing replaces the file (a new inode) while storing a
+    checkpoint changes it in place, so the blocks' checkpoint lists are read again only when the inode changed.
+    """
+
+    def __init__(self, out: Path, model: str) -> None:
+        self.out, self.model = out, model
+        self.inode: int | None = None
+        self.lists: dict[str, list[str]] = {}
+
+    def store(self, name: str, planned: int, rows: Mapping[str, np.ndarray]) -> None:
+        with _locked(self.out):
+            inode = self.out.stat().st_ino
+            if inode != self.inode:
+                self.inode, self.lists = inode, {}
+            by_index: dict[int, dict[str, np.ndarray]] = {}
+            for seq, data in rows.items():
+                names = self.lists.get(seq)
+                if names is None:
+                    names = self.lists[seq] = self._checkpoints(seq)
+                by_index.setdefault(names.index(name) if name in names else planned, {})[seq] = data
+            for index, part in by_index.items():
+                E.set_checkpoint_outputs(self.out, self.model, index, part)
+
+    def _checkpoints(self, seq: str) -> list[str]:
+        """The checkpoint names of one block (reads one value per checkpoint)."""
+        found: list[str] = []
+        for chunk in E.iter_outputs(self.out, self.model, seq, classes=[0], checkpoint_chunk=1 << 30,
+                                    steps=slice(0, 1)):
+            found += chunk.checkpoints
+        return found
 
 
 def _check_same_paras(ckpt: Checkpoint, first: Checkpoint) -> None:
     if ckpt.paras and first.paras and ckpt.paras != first.paras:
-        raise ValueError(f"{ckpt.path}: wrong architecture: paras {ckpt.paras} differ from {first.path.name}'s "
-                         f"{first.paras}")
+        raise DataError(f"{ckpt.path}: wrong architecture: paras {ckpt.paras} differ from {first.path.name}'s "
+                        f"{first.paras}")
 
 
 def _check_swap(
@@ -198,6 +355,6 @@ def _check_swap(
     ref = torch_outputs(model, x, threads=threads)
     diff = float(np.max(np.abs(ort_raw - ref))) if ref.size else 0.0
     if not np.isfinite(diff) or diff > atol:
-        raise ValueError(f"{path}: swapped ONNX weights disagree with torch eager by {diff:.3g} (> {atol:g}); "
-                         "refusing to sweep")
+        raise DataError(f"{path}: swapped ONNX weights disagree with torch eager by {diff:.3g} (> {atol:g}); "
+                        "refusing to sweep")
     return diff

@@ -6,10 +6,13 @@ Needs the ``torch`` extra; the tiny editing pipelines also need the ``edit`` ext
 from __future__ import annotations
 
 from ._models import TINY_CONVMIXER as TINY_CONVMIXER
+from ._models import TINY_HF_CONFIGS as TINY_HF_CONFIGS
 from ._models import ExportDisagrees as ExportDisagrees
 from ._models import TwoLayer as TwoLayer
 from ._models import make_disagreeing as make_disagreeing
 from ._models import make_two_layer as make_two_layer
+from ._models import noise_interventions as noise_interventions
+from ._models import perturbed_checkpoints as perturbed_checkpoints
 from ._models import save_tiny as save_tiny
 from ._models import small_interventions as small_interventions
 from ._models import tiny_model as tiny_model
@@ -22,7 +25,7 @@ from ._scenario import make_dataset as make_dataset
 from ._scenario import train_classifier as train_classifier
 
 __all__ = [
-    "TINY_CONVMIXER", "ExportDisagrees", "TwoLayer", "make_disagreeing", "make_two_layer", "save_tiny",
-    "small_interventions", "tiny_model", "train_run", "tiny_random_pipeline", "tiny_tokenizer",
-    "SCENARIO_ARCH", "SCENARIO_CLASSES", "make_dataset", "train_classifier",
+    "TINY_CONVMIXER", "TINY_HF_CONFIGS", "ExportDisagrees", "TwoLayer", "make_disagreeing", "make_two_layer",
+    "noise_interventions", "perturbed_checkpoints", "save_tiny", "small_interventions", "tiny_model", "train_run",
+    "tiny_random_pipeline", "tiny_tokenizer", "SCENARIO_ARCH", "SCENARIO_CLASSES", "make_dataset", "train_classifier",
 ]

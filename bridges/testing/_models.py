@@ -6,6 +6,7 @@ Every builder is seeded, so two calls give identical tensors and files.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from ..models import conv_mixer
 
 __all__ = [
     "TINY_CONVMIXER",
+    "TINY_HF_CONFIGS",
     "tiny_model",
     "save_tiny",
     "ExportDisagrees",
@@ -25,9 +27,25 @@ __all__ = [
     "make_two_layer",
     "train_run",
     "small_interventions",
+    "perturbed_checkpoints",
+    "noise_interventions",
 ]
 
 TINY_CONVMIXER = {"dim": 8, "depth": 1, "kernel_size": 3, "patch_size": 4, "n_classes": 3}
+
+#: Tiny random transformers image classifiers (32x32 inputs, no downloads): family -> (config class name, kwargs).
+TINY_HF_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "resnet": ("ResNetConfig", {"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1],
+                                "layer_type": "basic"}),
+    "vit": ("ViTConfig", {"image_size": 32, "patch_size": 8, "hidden_size": 16, "num_hidden_layers": 1,
+                          "num_attention_heads": 2, "intermediate_size": 32}),
+    "convnext": ("ConvNextConfig", {"num_stages": 2, "hidden_sizes": [8, 16], "depths": [1, 1]}),
+    "swin": ("SwinConfig", {"image_size": 32, "patch_size": 4, "embed_dim": 8, "depths": [1, 1],
+                            "num_heads": [1, 2], "window_size": 4}),
+    "efficientnet": ("EfficientNetConfig", {"image_size": 32, "width_coefficient": 0.1, "depth_coefficient": 0.1,
+                                            "hidden_dim": 128}),
+    "mobilenetv2": ("MobileNetV2Config", {"image_size": 32, "depth_multiplier": 0.25}),
+}
 
 
 def tiny_model(seed: int = 0) -> nn.Module:
@@ -119,3 +137,30 @@ def small_interventions(path: Path) -> Path:
                                         "includes_original": True}),
     }
     return write_interventions(path, seqs)
+
+
+def perturbed_checkpoints(folder: Path, paras: dict[str, Any], base: dict[str, torch.Tensor], count: int,
+                          scale: float) -> list[Path]:
+    """``count`` checkpoints ``epoch_<i>.pth`` of ``base`` plus seeded noise of ``scale`` (a fake training run).
+
+    Running variances are kept as they are (they must stay positive).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        gen = torch.Generator().manual_seed(i)
+        state = {k: (v + scale * torch.randn(v.shape, generator=gen)) if v.is_floating_point() and "running_var"
+                 not in k else v.clone() for k, v in base.items()}
+        path = folder / f"epoch_{i + 1}.pth"
+        torch.save({"paras": paras, "state_dict": state}, path)
+        paths.append(path)
+    return paths
+
+
+def noise_interventions(path: Path, steps: int, size: int = 128) -> Path:
+    """One sequence ``bench`` of ``steps`` random ``size`` x ``size`` images (seed 0) in an interventions file."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (steps, size, size, 3), dtype=np.uint8)
+    seq = InterventionSequence(images, np.linspace(0, 1, steps), {"source": "synthetic", "property": "noise",
+                                                                  "unit": "", "includes_original": True})
+    return write_interventions(path, {"bench": seq})

@@ -1,0 +1,75 @@
+"""Shuffle test of the scalar and the vector EPG at study scale (``python -m epg_bench.bench_vector``).
+
+Each case runs in its own child process, so its peak RSS (VmHWM) is its own: the paper's training-dynamics
+sweep (1,616 curves x 101 steps) with K = 10,000 shuffles, as one class (scalar EPG) and as the whole output
+vector of 10, 100 and 1,000 classes (vector EPG, L2 norm of the vector derivative). Time is the median of warm
+calls after one compiling call; memory must stay bounded by the class chunk, not grow with the classes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+B, N, K = 1_616, 101, 10_000
+
+
+def _hwm_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child(n_classes: int, repeats: int) -> dict[str, float]:
+    """One case in this process: compile once, then the median of ``repeats`` warm calls."""
+    import numpy as np
+
+    import epg_core as E
+
+    rng = np.random.default_rng(0)
+    shape = (B, N) if n_classes == 0 else (B, N, n_classes)
+    y = rng.random(shape, dtype=np.float32)
+    kwargs = {} if n_classes == 0 else {"class_axis": -1}
+    t0 = time.perf_counter()
+    np.asarray(E.permutation_test(y, n_permutations=K, seed=0, **kwargs).pvalue)
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.asarray(E.permutation_test(y, n_permutations=K, seed=0, **kwargs).pvalue)
+        times.append(time.perf_counter() - t0)
+    return {"first": first, "time": float(np.median(times)), "input_mb": y.nbytes / 2**20, "rss_mb": _hwm_mb()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--classes", default="0,10,100,1000", help="0 = scalar EPG of one class")
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        print(json.dumps(child(args.child, args.repeats)))
+        return
+    with open("/proc/loadavg") as fh:
+        load = fh.read().split()[:3]
+    print(f"load average before: {' '.join(load)}")
+    print("| case | classes | time [s] | first call incl. compile [s] | input [MB] | peak RSS [MB] |")
+    print("|---|---|---|---|---|---|")
+    for n in (int(c) for c in args.classes.split(",")):
+        out = subprocess.run([sys.executable, "-m", "epg_bench.bench_vector", "--child", str(n), "--repeats",
+                              str(args.repeats)], capture_output=True, text=True, check=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        name = "scalar EPG (one class)" if n == 0 else "vector EPG (L2)"
+        print(f"| {B:,} x {N}, K = {K:,}: {name} | {n or 1:,} | {r['time']:.3g} | {r['first']:.3g} | "
+              f"{r['input_mb']:.0f} | {r['rss_mb']:.0f} |", flush=True)
+    with open("/proc/loadavg") as fh:
+        print(f"load average after: {' '.join(fh.read().split()[:3])}")
+
+
+if __name__ == "__main__":
+    main()

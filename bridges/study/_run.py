@@ -1,0 +1,232 @@
+"""``epg run study.toml``: images x interventions x models x checkpoints x scoring x report, in one folder.
+
+Each stage is skipped when its result exists for the same inputs and options (``_state``); a changed option
+recomputes only what it affects: one property's sequences, one model's outputs, the scores, the report.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import epg_core as E
+from epg_core import verdict_rows as verdict_rows
+
+from ..executors import ExecutorOptions
+from ._spec import DESIGNED, InterventionSpec, ModelSpec, Study, load_study
+from ._state import State, file_stamp, fingerprint
+
+Say = Callable[[str], None]
+SCORE_KEYS = {"target", "spacing", "group_by", "n_permutations", "alternative", "seed", "alpha", "fdr",
+              "all_classes", "precision"}
+
+
+@dataclass
+class StudyResult:
+    """What a run wrote and which stages it (re)computed."""
+
+    out: Path
+    interventions: Path
+    outputs: Path
+    scores_csv: Path
+    report: Path | None
+    rows: list[dict[str, Any]]
+    computed: dict[str, list[str]] = field(default_factory=dict)
+
+
+def score_options(study: Study) -> E.ScoreOptions:
+    """The study's ``[score]`` table as ``ScoreOptions`` (groups by property unless told otherwise)."""
+    table = dict(study.score)
+    unknown = sorted(set(table) - SCORE_KEYS)
+    if unknown:
+        raise E.UsageError(f"{study.path}: [score]: unknown option {unknown[0]!r}; use {', '.join(sorted(SCORE_KEYS))}")
+    if "fdr" in table:
+        table["use_fdr"] = bool(table.pop("fdr"))
+    table.setdefault("group_by", "property")
+    try:
+        return E.ScoreOptions(**table).checked()
+    except E.UsageError as exc:
+        raise E.UsageError(f"{study.path}: [score]: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------- interventions
+
+
+def _sequence_name(spec: InterventionSpec, image: Path) -> str:
+    return f"{image.stem}-{spec.property}"
+
+
+def _designed(spec: InterventionSpec, image: Path, base: Path) -> E.InterventionSequence:
+    from ..interventions import default_values, load_image, synthetic_sequence
+
+    opts = dict(spec.options)
+    size = opts.pop("size", None)
+    values = opts.pop("values", None)
+    span = opts.pop("range", None)
+    n_steps = int(opts.pop("n_steps", 50))
+    if values is not None:
+        vals = np.asarray(values, np.float64)
+    elif span is not None:
+        vals = np.linspace(float(span[0]), float(span[1]), n_steps)
+    else:
+        vals = default_values(spec.kind, n_steps)
+    if spec.kind == "patch" and isinstance(opts.get("patch"), str):
+        opts["patch"] = load_image(base / opts["patch"], mode="RGBA")
+    img = load_image(image, size=size)
+    return synthetic_sequence(img, spec.kind, vals, attrs={"property": spec.property, "image": image.stem}, **opts)
+
+
+def _wanted(study: Study) -> dict[str, tuple[InterventionSpec, Path, str]]:
+    """Every sequence the study needs: name -> (spec, image, fingerprint)."""
+    wanted: dict[str, tuple[InterventionSpec, Path, str]] = {}
+    for spec in study.interventions:
+        if spec.kind not in DESIGNED:
+            raise E.UsageError(f"{study.path}: kind {spec.kind!r} is not available in studies yet; "
+                               "run `epg intervene` and add the file's sequences with `epg intervene --append`")
+        for image in study.images:
+            wanted[_sequence_name(spec, image)] = (spec, image, fingerprint(spec.kind, spec.options,
+                                                                            file_stamp(image)))
+    return wanted
+
+
+def run_interventions(study: Study, state: State, say: Say) -> tuple[Path, list[str]]:
+    """Make the sequences that are missing or whose image/options changed; keep the others."""
+    path = study.out / "interventions.h5"
+    wanted = _wanted(study)
+    recorded = state.get("interventions", {}) if path.exists() else {}
+    have = set(E.list_sequences(path)) if path.exists() else set()
+    todo = [n for n, (_, _, fp) in wanted.items() if recorded.get(n) != fp or n not in have]
+    stale = (have - set(wanted)) | {n for n in todo if n in have}
+    if not todo and not stale:
+        return path, []
+    base = study.path.resolve().parent
+    made = {}
+    for i, name in enumerate(todo, 1):
+        spec, image, _ = wanted[name]
+        say(f"intervention {i}/{len(todo)}: {name}")
+        made[name] = _designed(spec, image, base)
+    if stale:  # changed or removed sequences: rewrite the file without them (atomic), then add the new ones
+        keep = E.read_interventions(path, [n for n in E.list_sequences(path) if n not in stale])
+        E.write_interventions(path, {**keep, **made})
+    elif path.exists():
+        E.append_interventions(path, made)
+    else:
+        E.write_interventions(path, made)
+    state.set("interventions", {n: fp for n, (_, _, fp) in wanted.items()})
+    return path, todo
+
+
+# ------------------------------------------------------------------------------------------------- models
+
+
+def _model_fingerprint(model: ModelSpec, interventions: dict[str, str]) -> str:
+    return fingerprint(model.arch, model.classes, model.options, [file_stamp(p) for p in model.checkpoints],
+                       sorted(interventions.items()))
+
+
+def run_models(study: Study, state: State, interventions: Path, say: Say,
+               executor: ExecutorOptions | None = None) -> tuple[Path, list[str]]:
+    """Sweep every model whose checkpoints, options or interventions changed (resumable inside a model)."""
+    from ._models import sweep_model
+
+    outputs = study.out / "outputs.h5"
+    seqs = state.get("interventions", {})
+    recorded = state.get("models", {}) if outputs.exists() else {}
+    used = state.get("outputs_interventions", {}) if outputs.exists() else {}
+    changed = sorted(n for n, fp in used.items() if seqs.get(n) != fp)
+    if changed:  # outputs of images that are no longer the study's must not survive
+        say(f"removing outputs of {len(changed)} changed or removed sequence(s)")
+        E.remove_outputs(outputs, changed)
+    state.set("outputs_interventions", dict(seqs))
+    done: list[str] = []
+    for model in study.models:
+        fp = f"{_options_fp(model)}:{_model_fingerprint(model, seqs)}"
+        old = recorded.get(model.name)
+        if old == fp:
+            continue
+        restart = old is not None and old.split(":")[0] != fp.split(":")[0]
+        say(f"model {model.name}: {len(model.checkpoints)} checkpoint(s)" + (" (options changed)" if restart else ""))
+        sweep_model(model, interventions, outputs, restart=restart, say=say, executor=executor)
+        recorded = {**recorded, model.name: fp}
+        state.set("models", recorded)
+        done.append(model.name)
+    return outputs, done
+
+
+def _options_fp(model: ModelSpec) -> str:
+    """What invalidates a model's stored outputs (not adding checkpoints or sequences)."""
+    return fingerprint(model.arch, model.classes, model.options)[:12]
+
+
+# ---------------------------------------------------------------------------------------- scores, report
+
+
+def run_scores(study: Study, state: State, outputs: Path, say: Say) -> tuple[Path, list[dict[str, Any]], bool]:
+    """Score the outputs when they or the score options changed; else read the recorded table."""
+    opts = score_options(study)
+    csv_path = study.out / "scores.csv"
+    fp = fingerprint(opts.__dict__, state.get("models", {}), state.get("interventions", {}))
+    if state.get("scores") == fp and csv_path.exists():
+        return csv_path, E.read_scores(outputs), False
+    say("scoring")
+    rows = E.score_outputs(outputs, opts)
+    E.write_scores_csv(csv_path, rows)
+    E.write_scores(outputs, rows)
+    state.set("scores", fp)
+    return csv_path, rows, True
+
+
+def run_report(study: Study, state: State, outputs: Path, interventions: Path, say: Say) -> tuple[Path, bool]:
+    """Draw the report when the scores or the report options changed."""
+    from ._models import build_study_report
+
+    folder = study.out / "report"
+    fp = fingerprint(state.get("scores"), study.report)
+    if state.get("report") == fp and (folder / "index.html").exists():
+        return folder / "index.html", False
+    say("report")
+    index = build_study_report(outputs, folder, interventions, score_options(study), study.report, say)
+    state.set("report", fp)
+    return index, True
+
+
+EXECUTOR_KEYS = ("executor", "ray_address", "workers", "cpus_per_worker", "gpus_per_worker", "retries")
+
+
+def executor_options(study: Study, executor: str | None, ray_address: str | None) -> ExecutorOptions:
+    """The study's ``[executor]`` table, with the command line's ``--executor``/``--ray-address`` on top."""
+    table = dict(study.executor)
+    unknown = sorted(set(table) - set(EXECUTOR_KEYS))
+    if unknown:
+        raise E.UsageError(f"{study.path}: [executor]: unknown option {unknown[0]!r}; use {', '.join(EXECUTOR_KEYS)}")
+    if executor is not None:
+        table["executor"] = executor
+    if ray_address is not None:
+        table["ray_address"] = ray_address
+    try:
+        return ExecutorOptions(**table)
+    except TypeError as exc:
+        raise E.UsageError(f"{study.path}: [executor]: {exc}") from None
+    except E.UsageError as exc:
+        raise E.UsageError(f"{study.path}: [executor]: {exc}") from None
+
+
+def run_study(path: str | os.PathLike[str], *, say: Say | None = None, report: bool = True,
+              executor: str | None = None, ray_address: str | None = None) -> StudyResult:
+    """Run every stage of the study file at ``path`` that is not up to date; return what was written."""
+    study = load_study(path)
+    say = say or (lambda _m: None)
+    study.out.mkdir(parents=True, exist_ok=True)
+    state = State(study.out)
+    interventions, seqs = run_interventions(study, state, say)
+    outputs, models = run_models(study, state, interventions, say, executor_options(study, executor, ray_address))
+    scores_csv, rows, scored = run_scores(study, state, outputs, say)
+    index, reported = run_report(study, state, outputs, interventions, say) if report else (None, False)
+    computed = {"interventions": seqs, "models": models, "scores": ["scores"] if scored else [],
+                "report": ["report"] if reported else []}
+    return StudyResult(study.out, interventions, outputs, scores_csv, index, rows, computed)
