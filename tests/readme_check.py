@@ -74,7 +74,8 @@ def write() -> None:
         score = regenerate(run_walkthrough(Path(tmp)), "scores: outputs.scores.csv", "every row")
     for name, body in (("demo", demo), ("walkthrough-score", score)):
         old = blocks(text)[name]
-        text = text.replace(f"<!-- readme-check: {name} -->\n```\n{old}```", f"<!-- readme-check: {name} -->\n```\n{body}```")
+        marker = f"<!-- readme-check: {name} -->\n```\n"
+        text = text.replace(f"{marker}{old}```", f"{marker}{body}```")
     README.write_text(text)
     print(demo + "\n" + score)
 

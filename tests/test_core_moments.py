@@ -156,8 +156,9 @@ def _ksg_reference(y: np.ndarray, x: np.ndarray, k: int = 5) -> float:
     tree = scipy.spatial.cKDTree(pts)
     eps = tree.query(pts, k=k + 1, p=np.inf)[0][:, -1]
     tx, ty = scipy.spatial.cKDTree(xs[:, None]), scipy.spatial.cKDTree(ys[:, None])
-    nx = np.array([len(tx.query_ball_point([v], np.nextafter(e, 0), p=np.inf)) - 1 for v, e in zip(xs, eps, strict=True)])
-    ny = np.array([len(ty.query_ball_point([v], np.nextafter(e, 0), p=np.inf)) - 1 for v, e in zip(ys, eps, strict=True)])
+    pairs = list(zip(xs, ys, eps, strict=True))
+    nx = np.array([len(tx.query_ball_point([v], np.nextafter(e, 0), p=np.inf)) - 1 for v, _, e in pairs])
+    ny = np.array([len(ty.query_ball_point([v], np.nextafter(e, 0), p=np.inf)) - 1 for _, v, e in pairs])
     n = len(y)
     return float(scipy.special.digamma(n) + scipy.special.digamma(k)
                  - np.mean(scipy.special.digamma(nx + 1) + scipy.special.digamma(ny + 1)))
