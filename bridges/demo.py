@@ -152,7 +152,7 @@ def table2_check(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _result(out: Path, study: Path, res: Any, check: dict[str, Any]) -> DemoResult:
-    return DemoResult(out, study, res.interventions, res.outputs, res.scores_csv, res.report, res.rows,
+    return DemoResult(out, study.resolve(), res.interventions, res.outputs, res.scores_csv, res.report, res.rows,
                       verdict_rows(res.rows), check, res.computed)
 
 

@@ -164,3 +164,46 @@ def test_study_file_errors_are_one_line_naming_the_field(study_dir: Path, tmp_pa
     res = CliRunner().invoke(cli, ["run", str(path), "--quiet"])
     one_line_error(res, 2, fragment)
     assert str(path) in res.output
+
+
+def test_a_study_assembled_from_the_cli_only(study_dir: Path, tmp_path: Path) -> None:
+    """2 images x 2 properties x 2 models x 3 checkpoints with commands alone: intervene with several images and
+    --append, a sweep of two interventions files per model, score --group-by property; each mean_curve row equals
+    NumPy on the outputs file (read with h5py), and each group's mean_epg row the mean of its per-curve rows."""
+    runner = CliRunner()
+    one, two = (str(study_dir / "images" / f"{n}.png") for n in ("one", "two"))
+
+    def ok(*args: str) -> None:
+        res = runner.invoke(cli, [*args, "--quiet"], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+
+    ok("intervene", "synthetic", "darken-background", one, "--n-steps", "9", "--property", "dark",
+       "-o", str(tmp_path / "dark.h5"))
+    ok("intervene", "synthetic", "darken-background", two, "--n-steps", "9", "--property", "dark",
+       "-o", str(tmp_path / "dark.h5"), "--append")
+    ok("intervene", "synthetic", "hue", one, two, "--n-steps", "9", "-o", str(tmp_path / "hue.h5"))
+    out = tmp_path / "outputs.h5"
+    for model in ("a", "b"):
+        ok("sweep", str(study_dir / f"ckpt_{model}" / "*.pt"), str(tmp_path / "dark.h5"), str(tmp_path / "hue.h5"),
+           "-o", str(out), "--model-name", model, "--size", "32")
+    ok("score", str(out), "--group-by", "property", "-k", "300", "-o", str(tmp_path / "s.csv"))
+
+    import epg_core as E
+
+    rows = E.read_scores(out)
+    groups = [r for r in rows if r["aggregate"] == "mean_curve"]
+    assert len(groups) == 2 * 2 * 3  # models x properties x checkpoints
+    with h5py.File(out, "r") as f:
+        for r in groups:
+            block = f"models/{r['model']}"
+            members = [s for s in f[block] if f[f"{block}/{s}"].attrs["property"] == r["property"]]
+            assert sorted(members) == [f"one-{r['property']}", f"two-{r['property']}"]
+            classes = json.loads(f[f"{block}/{members[0]}"].attrs["classes"])
+            c = classes.index(r["output"])
+            curves = [np.asarray(f[f"{block}/{s}/outputs"], np.float64)[r["checkpoint_index"], :, c] for s in members]
+            assert r["epg"] == pytest.approx(np.mean(np.abs(np.gradient(np.mean(curves, axis=0)))), rel=1e-5, abs=1e-9)
+            per = [x["epg"] for x in rows if x["aggregate"] == "none" and x["model"] == r["model"]
+                   and x["property"] == r["property"] and x["checkpoint"] == r["checkpoint"]]
+            (mean_row,) = [x for x in rows if x["aggregate"] == "mean_epg" and x["model"] == r["model"]
+                           and x["property"] == r["property"] and x["checkpoint"] == r["checkpoint"]]
+            assert len(per) == 2 and mean_row["epg"] == pytest.approx(np.mean(per), rel=1e-9)
