@@ -155,15 +155,20 @@ def brightness(image: np.ndarray, value: float) -> np.ndarray:
     return _blend_towards(img, v, 1.0)
 
 
+def _finite(value: float, what: str) -> float:
+    """``value`` as a float; a UsageError naming ``what`` when it is not finite."""
+    v = float(value)
+    if not np.isfinite(v):
+        raise UsageError(f"{what} must be finite, got {value!r}")
+    return v
+
+
 def hue_shift(image: np.ndarray, value: float) -> np.ndarray:
     """Rotate the HSV hue of every pixel by ``value`` degrees (saturation and value unchanged).
 
     Multiples of 360 return the original exactly; grey pixels (no saturation) do not change.
     """
-    img = _check_image(image)
-    v = float(value)
-    if not np.isfinite(v):
-        raise UsageError(f"hue shift must be finite, got {value!r}")
+    img, v = _check_image(image), _finite(value, "hue shift")
     if v % 360.0 == 0.0:
         return img.copy()
     hsv = rgb_to_hsv(img.astype(np.float64) / 255.0)
@@ -249,10 +254,7 @@ def rotate(image: np.ndarray, value: float, *, fill: tuple[int, int, int] = (0, 
 
     Multiples of 360 return the original exactly.
     """
-    img = _check_image(image)
-    v = float(value)
-    if not np.isfinite(v):
-        raise UsageError(f"rotation angle must be finite, got {value!r}")
+    img, v = _check_image(image), _finite(value, "rotation angle")
     if v % 360.0 == 0.0:
         return img.copy()
     rotated = Image.fromarray(img).rotate(v, resample=Image.Resampling.BILINEAR, fillcolor=tuple(int(c) for c in fill))
