@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from epg_core._atomic import file_lock
 from epg_core._errors import DataError, UsageError
 
 INTERVENTIONS_FORMAT = "epg-interventions"
@@ -44,6 +46,15 @@ MAX_READ_BYTES = int(os.environ.get("EPG_MAX_READ_BYTES", 0)) or _physical_memor
 
 def as_path(path: str | os.PathLike[str]) -> Path:
     return Path(os.fspath(path))
+
+
+@contextmanager
+def reading(path: str | os.PathLike[str], expected: str) -> Iterator[h5py.File]:
+    """An epg HDF5 file of kind ``expected`` opened for reading under the file's shared lock (readers never see
+    a half-folded file)."""
+    p = as_path(path)
+    with file_lock(p, exclusive=False), open_checked(p, expected) as handle:
+        yield handle
 
 
 def check_name(name: str, what: str) -> None:

@@ -29,6 +29,7 @@ from epg_core._io_common import (
     open_checked,
     read_attrs,
     read_values,
+    reading,
     write_attrs,
 )
 from epg_core._io_guard import h5_write
@@ -152,7 +153,7 @@ def _names(handle: h5py.File) -> list[str]:
 def list_sequences(path: str | os.PathLike[str]) -> list[str]:
     """Names of the sequences in an interventions file, in the order they were written."""
     path = as_path(path)
-    with file_lock(path, exclusive=False), open_checked(path, INTERVENTIONS_FORMAT) as handle:
+    with reading(path, INTERVENTIONS_FORMAT) as handle:
         return _names(handle)
 
 
@@ -189,7 +190,7 @@ def read_interventions(
     :attr:`InterventionSequence.images_loaded`); stream the pixels with :func:`iter_intervention_images`.
     """
     path = as_path(path)
-    with file_lock(path, exclusive=False), open_checked(path, INTERVENTIONS_FORMAT) as handle:
+    with reading(path, INTERVENTIONS_FORMAT) as handle:
         wanted = list(names) if names is not None else _names(handle)
         if not wanted and names is None:
             raise DataError(f"{path}: holds no intervention sequences")

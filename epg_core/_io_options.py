@@ -14,7 +14,6 @@ from typing import Any
 
 import h5py
 
-from epg_core._atomic import file_lock
 from epg_core._errors import DataError
 from epg_core._io_common import (
     MODELS,
@@ -22,8 +21,8 @@ from epg_core._io_common import (
     RUN_OPTIONS_ATTR,
     as_path,
     block_meta,
-    open_checked,
     read_attrs,
+    reading,
     to_jsonable,
 )
 
@@ -41,7 +40,7 @@ def _model_group(handle: h5py.File, path: Path, model: str) -> h5py.Group:
 def read_run_options(path: str | os.PathLike[str], model: str) -> dict[str, Any]:
     """The options a model's blocks were computed with (files before v2: classes, output_kind, preprocessing)."""
     path = as_path(path)
-    with file_lock(path, exclusive=False), open_checked(path, OUTPUTS_FORMAT) as handle:
+    with reading(path, OUTPUTS_FORMAT) as handle:
         group = _model_group(handle, path, model)
         if RUN_OPTIONS_ATTR in group.attrs:
             try:

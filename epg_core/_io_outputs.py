@@ -39,8 +39,8 @@ from epg_core._io_common import (
     check_name,
     check_steps,
     dataset,
-    open_checked,
     read_values,
+    reading,
     to_jsonable,
     write_attrs,
 )
@@ -235,8 +235,7 @@ def _pairs(handle: h5py.File, path: Path, model: str | None, sequence: str | Non
 
 def list_outputs(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
     """The (model, sequence) pairs stored in an outputs file, in the order they were written."""
-    path = as_path(path)
-    with file_lock(path, exclusive=False), open_checked(path, OUTPUTS_FORMAT) as handle:
+    with reading(path, OUTPUTS_FORMAT) as handle:
         models = handle.get(MODELS)
         if not isinstance(models, h5py.Group):
             return []
@@ -296,7 +295,7 @@ def read_outputs(
     if checkpoints is not None and (not isinstance(checkpoints, slice) or checkpoints.step not in (None, 1)):
         raise UsageError(f"checkpoints must be a slice with step 1 or None, got {checkpoints!r}")
     sel = checkpoints if checkpoints is not None else slice(None)
-    with file_lock(path, exclusive=False), open_checked(path, OUTPUTS_FORMAT) as handle:
+    with reading(path, OUTPUTS_FORMAT) as handle:
         blocks = []
         for model_name, seq_name in _pairs(handle, path, model, sequence):
             group = block_group(handle, path, model_name, seq_name)
@@ -356,12 +355,12 @@ def iter_outputs(
         raise UsageError(f"class_chunk must be an integer >= 1 or None, got {class_chunk!r}")
     if steps is not None and (not isinstance(steps, slice) or steps.step not in (None, 1)):
         raise UsageError(f"steps must be a slice with step 1 or None, got {steps!r}")
-    with file_lock(path, exclusive=False), open_checked(path, OUTPUTS_FORMAT) as handle:
+    with reading(path, OUTPUTS_FORMAT) as handle:
         pairs = _pairs(handle, path, model, sequence)
     for model_name, seq_name in pairs:
         start = 0
         while True:
-            with file_lock(path, exclusive=False), open_checked(path, OUTPUTS_FORMAT) as handle:
+            with reading(path, OUTPUTS_FORMAT) as handle:
                 group = block_group(handle, path, model_name, seq_name)
                 meta = block_meta(group, path, model_name, seq_name)
                 if start >= meta.shape[0]:

@@ -11,7 +11,7 @@ import numpy as np
 
 from epg_core._atomic import file_lock
 from epg_core._errors import DataError, UsageError
-from epg_core._io_common import OUTPUTS_FORMAT, SCORES, as_path, check_budget, open_checked
+from epg_core._io_common import OUTPUTS_FORMAT, SCORES, as_path, check_budget, reading
 from epg_core._io_outputs import _rebuilt_outputs
 from epg_core._store import fold_locked, require_writable
 
@@ -72,7 +72,7 @@ def _scores_array(rows: list[dict[str, Any]], dtype: np.dtype) -> np.ndarray:
 def read_scores(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read the ``/scores`` table written by :func:`write_scores` as a list of dicts (Python scalars)."""
     path = as_path(path)
-    with file_lock(path, exclusive=False), open_checked(path, OUTPUTS_FORMAT) as handle:
+    with reading(path, OUTPUTS_FORMAT) as handle:
         dset = handle.get(SCORES)
         if not isinstance(dset, h5py.Dataset):
             raise DataError(f"{path}: no /{SCORES} table")
