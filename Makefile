@@ -25,12 +25,14 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
 
-# pyright resolves epg_bridges and epg_cli (package-dir bridges/ and cli/) through links under build/pyright.
+# pyright resolves epg_bridges, epg_cli and epg_bench (package-dir bridges/, cli/, bench/) through links under
+# build/pyright.
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 	mkdir -p build/pyright
 	ln -sfn ../../bridges build/pyright/epg_bridges
 	ln -sfn ../../cli build/pyright/epg_cli
+	ln -sfn ../../bench build/pyright/epg_bench
 	$(BIN)/pyright $(LINT_PATHS)
 
 bench: $(STAMP)
