@@ -1,4 +1,4 @@
-# pyright: reportAttributeAccessIssue=false, reportArgumentType=false, reportIndexIssue=false
+# pyright: reportAttributeAccessIssue=false, reportArgumentType=false, reportIndexIssue=false, reportGeneralTypeIssues=false
 """`epg run study.toml`: every stage once, nothing on a rerun, only the affected stages after a change; the
 grouped scores equal a NumPy computation on the outputs file; study-file errors are one line."""
 
