@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,13 @@ def assert_same_content(a: Path, b: Path, *, ignore_attrs: tuple[str, ...] = ())
             assert str(va) == str(vb), key
         else:
             assert str(va) == str(vb), key
+
+
+def set_h5_attr(where: str, key: str, value: Any) -> Callable[[h5py.File], None]:
+    """A change to an HDF5 file: set attribute ``key`` of ``where`` to ``value`` (delete it when None)."""
+    def change(handle: h5py.File) -> None:
+        if value is None:
+            del handle[where].attrs[key]
+        else:
+            handle[where].attrs[key] = value
+    return change

@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner, Result
-from helpers import all_commands, write_image
+from helpers import all_commands, set_h5_attr, write_image
 from PIL import Image
 
 from epg_bridges.testing import TwoLayer, save_tiny, small_interventions, train_run
@@ -182,13 +182,7 @@ def _set(where: str, index: tuple[int, ...], value: float) -> Callable[[h5py.Fil
     return change
 
 
-def _attr(where: str, key: str, value: Any) -> Callable[[h5py.File], object]:
-    def change(handle: h5py.File) -> None:
-        if value is None:
-            del handle[where].attrs[key]
-        else:
-            handle[where].attrs[key] = value
-    return change
+_attr = set_h5_attr
 
 
 def _file_bytes(data: bytes) -> Callable[[Path], object]:

@@ -11,6 +11,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
+from helpers import set_h5_attr
 
 import epg_core._atomic as atomic_module
 import epg_core._io_common as common_module
@@ -317,12 +318,7 @@ def _replace(name: str, data: Any = None, **kwargs: Any) -> Callable[[h5py.File]
 
 
 def _set_attr(key: str, value: Any, where: str = "models/m/s") -> Callable[[h5py.File], None]:
-    def change(handle: h5py.File) -> None:
-        if value is None:
-            del handle[where].attrs[key]
-        else:
-            handle[where].attrs[key] = value
-    return change
+    return set_h5_attr(where, key, value)
 
 
 def _set_row(index: int, step: int, col: int, value: float) -> Callable[[h5py.File], None]:
