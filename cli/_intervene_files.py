@@ -110,18 +110,22 @@ def plan_outputs(sources: Sequence[Path], stems: Sequence[str], prop: str, name:
 
 
 def write_sequences(plan: _Plan, sequences: Mapping[str, InterventionSequence], sheet_steps: int) -> list[Path]:
-    """Write (or add to, with ``--append``) the interventions file atomically, then the contact sheets."""
+    """Write the contact sheets, then (or add to, with ``--append``) the interventions file atomically.
+
+    The file comes last, so its sequences exist only once everything of the command is written: a run killed at
+    any moment leaves no file (or, appending, no new sequence), and its rerun is never refused.
+    """
     from epg_bridges.interventions import write_contact_sheet
     from epg_core import append_interventions, write_interventions
 
+    if plan.h5.exists() and not plan.append:  # created by someone else while we worked: still never replaced
+        _existing_sequences(plan.h5, append=False)
+    sheets = [write_contact_sheet(seq, sheet, n=sheet_steps)
+              for seq, sheet in zip(sequences.values(), plan.sheets, strict=True)]
     if plan.h5.exists():
-        if not plan.append:  # created by someone else while we worked: still never replaced
-            _existing_sequences(plan.h5, append=False)
         append_interventions(plan.h5, sequences)
     else:
         write_interventions(plan.h5, sequences)
-    sheets = [write_contact_sheet(seq, sheet, n=sheet_steps)
-              for seq, sheet in zip(sequences.values(), plan.sheets, strict=True)]
     return [plan.h5, *sheets]
 
 

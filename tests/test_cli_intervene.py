@@ -263,6 +263,31 @@ def test_refused_commands_change_nothing(tmp_path: Path) -> None:
     assert {p: _sha256(p) for p in files} == before
 
 
+@pytest.mark.parametrize("stop_in", ["epg_bridges.interventions.write_contact_sheet", "epg_core.write_interventions"])
+def test_interrupted_while_writing_leaves_no_file_and_the_rerun_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_in: str
+) -> None:
+    """The interventions file is renamed into place last: a run stopped while writing its contact sheets or the
+    file leaves no file, so the same command runs again and gives what an uninterrupted run gives."""
+
+    a = write_image(tmp_path / "a.png", seed=1)
+    args = ["intervene", "synthetic", "hue", a, "--n-steps", 3, "-q"]
+    assert run_cli(*args, "-o", tmp_path / "ref.h5").exit_code == 0
+
+    def stopped(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "s.h5"
+    with monkeypatch.context() as m:
+        m.setattr(stop_in, stopped)
+        assert run_cli(*args, "-o", out).exit_code == 130
+    assert not out.exists()
+    assert run_cli(*args, "-o", out).exit_code == 0
+    np.testing.assert_array_equal(read_interventions(out)["a-hue"].images,
+                                  read_interventions(tmp_path / "ref.h5")["a-hue"].images)
+    assert _sha256(tmp_path / "s.a-hue.png") == _sha256(tmp_path / "ref.a-hue.png")
+
+
 def test_refused_when_a_contact_sheet_would_overwrite_an_input(tmp_path: Path) -> None:
     a = write_image(tmp_path / "a.png")
     clash = write_image(tmp_path / "s.a-hue.png", seed=7)  # the contact sheet of sequence a-hue of s.h5
