@@ -2,6 +2,7 @@
 
 from epg_core import _io
 from epg_core._atomic import atomic_path as atomic_path
+from epg_core._atomic import file_lock as file_lock
 from epg_core._atomic import write_bytes_atomic as write_bytes_atomic
 from epg_core._derivative import derivative as derivative
 from epg_core._examples import ExampleCurve as ExampleCurve
@@ -63,6 +64,6 @@ __all__ = [
     "permutation_test", "PermutationResult", "permutation_moments", "Moments", "ksg_mi", "use_precision",
     "fdr", "FDRResult", "SCORE_COLUMNS", "ScoreOptions", "majority_target", "score_outputs", "verdict_rows",
     "write_scores_csv",
-    "atomic_path", "write_bytes_atomic", "example_curves", "ExampleCurve",
+    "atomic_path", "file_lock", "write_bytes_atomic", "example_curves", "ExampleCurve",
 ]
 __all__ += _io.__all__  # the HDF5 formats: errors, files, store, scores

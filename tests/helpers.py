@@ -13,7 +13,8 @@ from click.testing import CliRunner, Result
 
 from epg_cli.main import cli
 
-__all__ = ["all_commands", "assert_same_content", "hdf5_content", "one_line_error", "run_cli", "write_image"]
+__all__ = ["all_commands", "assert_same_content", "hdf5_content", "one_line_error", "run_cli", "set_h5_attr",
+           "write_image"]
 
 
 def run_cli(*args: Any, catch: bool = False) -> Result:

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,23 @@ def _kill_at(args: list[str], cwd: Path, delay: float | None) -> bool:
     return proc.returncode == -signal.SIGKILL
 
 
+def _kill_within(args: list[str], cwd: Path, delay: float | None, reset: Callable[[], None]) -> bool:
+    """``_kill_at``; where the run finished before ``delay`` (a loaded machine, a warm compilation cache), ``reset``
+    the folder and try again at half the delay, up to five times; True if a run was killed."""
+    for attempt in range(5):
+        if _kill_at(args, cwd, None if delay is None else delay * 0.5**attempt):
+            return True
+        if delay is None:
+            return False
+        reset()
+    return False
+
+
+def _clear(folder: Path) -> None:
+    for p in list(folder.iterdir()):
+        p.unlink()
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -87,7 +105,7 @@ def test_killed_intervene_leaves_nothing_half_written_and_the_rerun_is_identical
     rng = random.Random(11)
     kills = 0
     for delay in [rng.uniform(0.3, 1.0) * seconds, rng.uniform(0.6, 1.0) * seconds, None]:
-        kills += _kill_at(args, work, delay)
+        kills += _kill_within(args, work, delay, lambda: _clear(work))
         files = {p.name for p in work.iterdir() if not any(m in p.name for m in TEMP_MARKS)}
         assert files <= set(reference), files
         if "iv.h5" in files:  # renamed into place last: the run had finished, sheet and all
@@ -148,7 +166,7 @@ def test_killed_score_leaves_the_outputs_intact_and_the_rerun_is_identical(tmp_p
     rng = random.Random(5)
     kills = 0
     for delay in (rng.uniform(0.3, 1.0) * seconds, rng.uniform(0.7, 1.0) * seconds):
-        kills += _kill_at(args, work, delay)
+        kills += _kill_within(args, work, delay, lambda: _reset_score(work))
         if (work / "scores.csv").exists():  # atomic: complete or absent
             assert (work / "scores.csv").read_bytes() == reference
         _same_blocks(read_outputs(work / "out.h5"), original)  # score adds /scores to the file, nothing else
@@ -158,6 +176,12 @@ def test_killed_score_leaves_the_outputs_intact_and_the_rerun_is_identical(tmp_p
         _same_h5(work / "out.h5", ref_dir / "out.h5")  # every dataset and attribute, /scores included
         (work / "scores.csv").unlink()
     assert kills >= 1
+
+
+def _reset_score(work: Path) -> None:
+    """The folder as before the first score: a fresh outputs file, no scores."""
+    _clear(work)
+    _outputs(work / "out.h5")
 
 
 def _same_blocks(got: list[OutputsBlock], want: list[OutputsBlock]) -> None:

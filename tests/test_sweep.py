@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,15 @@ from epg_bridges.models import (
 from epg_bridges.testing import TINY_CONVMIXER as TINY
 from epg_bridges.testing import small_interventions as _interventions
 from epg_bridges.testing import train_run
-from epg_core import DataError, InterventionSequence, UsageError, read_outputs, read_run_options, write_interventions
+from epg_core import (
+    DataError,
+    InterventionSequence,
+    UsageError,
+    read_outputs,
+    read_run_options,
+    write_interventions,
+    write_outputs,
+)
 
 PREP = Preprocessing(size=(32, 32))
 OPTS = RunOptions(preprocessing=PREP, classes=["a", "b", "c"])
@@ -228,6 +237,47 @@ def test_more_checkpoints_and_files_later_compute_only_what_is_missing(
                                   read_outputs(tmp_path / "fresh.h5", "convmixer", "dark")[0].outputs)
     with pytest.raises(UsageError, match="'bright' is also in"):
         sweep(paths, [run_dir / "iv.h5", run_dir / "iv.h5"], out, OPTS)
+
+
+def _regrow(out: Path, earlier: list[str]) -> None:
+    """What a concurrent sweep with an earlier checkpoint list does to the blocks: grow them in front."""
+    grown = []
+    for block in read_outputs(out, "convmixer"):
+        outputs = np.full((len(earlier) + len(block.checkpoints), *block.outputs.shape[1:]), np.nan, np.float32)
+        outputs[len(earlier):] = block.outputs
+        grown.append(dataclasses.replace(block, outputs=outputs, checkpoints=earlier + block.checkpoints,
+                                         done=np.concatenate([np.zeros(len(earlier), bool), block.done])))
+    write_outputs(out, grown, run_options=read_run_options(out, "convmixer"))
+
+
+def test_blocks_regrown_by_another_writer_mid_sweep_get_every_row_in_its_place(
+    run_dir: Path, full_sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer regrows the blocks (4 checkpoints in front) while this sweep stores its second checkpoint.
+    Its rows are looked up by checkpoint name under the file's lock, so the regrow waits for the store (or comes
+    before it), and every row lands in its checkpoint's place; none is lost or written over another's."""
+    import epg_core
+
+    paths = find_checkpoints(str(run_dir / "ckpts" / "epoch_*.pt"))
+    out = tmp_path / "regrown.h5"
+    real = epg_core.set_checkpoint_outputs
+    threads: list[threading.Thread] = []
+
+    def store(*args: Any, **kwargs: Any) -> None:
+        if len(threads) == 0 and read_outputs(out, "convmixer", "bright")[0].done.any():
+            threads.append(threading.Thread(target=_regrow, args=(out, checkpoint_names(paths[:4]))))
+            threads[0].start()
+            threads[0].join(timeout=1.0)  # a regrow the store does not block finishes meanwhile
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(epg_core, "set_checkpoint_outputs", store)
+    result = sweep(paths[4:8], [run_dir / "iv.h5"], out, OPTS)
+    threads[0].join()
+    assert result.computed == [0, 1, 2, 3]
+    for got, want in zip(read_outputs(out), read_outputs(full_sweep), strict=True):
+        assert got.checkpoints == want.checkpoints[:8]
+        assert got.done.tolist() == [False] * 4 + [True] * 4
+        np.testing.assert_array_equal(got.outputs[4:], want.outputs[4:8])
 
 
 def test_bad_checkpoint_mid_sweep_keeps_finished_ones(run_dir: Path, full_sweep: Path, tmp_path: Path) -> None:

@@ -155,14 +155,6 @@ def _refusal(message: str) -> Iterator[None]:
         raise UsageError(f"{message} ({exc})") from None
 
 
-@contextlib.contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    """Hold the outputs file's lock while its state is read and blocks are created (when epg_core exports it)."""
-    lock = getattr(E, "file_lock", None)
-    with lock(out) if lock is not None else contextlib.nullcontext():
-        yield
-
-
 def _prepare_blocks(out: Path, model: str, plan: _Plan, fresh: dict[str, OutputsBlock],
                     record: dict[str, Any]) -> None:
     """Create the blocks of new sequences; grow existing ones to ``plan.names`` keeping their finished rows."""
@@ -256,7 +248,7 @@ def sweep(
     raw_dim = int(torch_outputs(model, next(iter(prepared.values()))[:1]).shape[-1])
     n_out = n_outputs(opts.output_kind, raw_dim, text)
 
-    with _locked(out):
+    with E.file_lock(out):  # the file's state is read and blocks are created by one writer at a time
         plan = _plan(out, model_name, names, values, requested, restart)  # the file may have changed meanwhile
         prepare(plan.missing)
         stored = plan.stored.get("classes")
@@ -272,17 +264,15 @@ def sweep(
                  for s in plan.rewrite}
         _prepare_blocks(out, model_name, plan, fresh, opts.record(prep, class_names))
 
-    position = {c: i for i, c in enumerate(plan.names)}
     if executor is not None and executor.executor != "local":  # workers write shards, this process folds them
         from ._sweep_ray import SweepJob, items_of, run_sweep_items
 
         job = SweepJob(swapper, first, paths, prepared, out, model_name, opts.output_kind, text, opts.threads,
                        opts.batch_size, opts.atol, opts.no_ema)
-        done, diff, used = run_sweep_items(job, items_of(names, plan.missing, position), executor, counter)
+        done, diff, used = run_sweep_items(job, items_of(names, plan.missing), executor, counter)
         return SweepResult(out, model_name, names, done, skipped, used or provider, time.perf_counter() - start,
                            diff, list(seqs))
     computed: list[int] = []
-    where = _Positions(out, model_name)
     check_diff: float | None = None
     for index, name in enumerate(names):
         if name not in plan.missing:
@@ -296,47 +286,48 @@ def sweep(
         if check_diff is None:
             check_diff = _check_swap(runner, model, prepared, opts.batch_size, opts.atol, ckpt.path, opts.threads)
         rows = {s: runner.outputs(prepared[s]) for s in plan.missing[name]}
-        where.store(name, position[name], rows)
+        store_checkpoint(out, model_name, name, rows)
         computed.append(index)
         counter.add()
     return SweepResult(out, model_name, names, computed, skipped, provider, time.perf_counter() - start,
                        check_diff, list(seqs))
 
 
-class _Positions:
-    """Stores a checkpoint's rows where it sits in each block *now* (under the outputs file's lock).
+def store_checkpoint(out: Path, model: str, name: str, rows: Mapping[str, np.ndarray], *,
+                     fold: bool = True) -> list[Path]:
+    """Store checkpoint ``name``'s rows where it sits in each block *now*, all under the outputs file's lock.
 
     A concurrent sweep of the same model with another checkpoint list may regrow the blocks after this run
-    planned them (``planned`` is the index then). Regrowing replaces the file (a new inode) while storing a
-    checkpoint changes it in place, so the blocks' checkpoint lists are read again only when the inode changed.
+    planned them, so the row of ``name`` is looked up by name in the blocks as they are when the rows are
+    written. ``fold``: into the file at once (the local loop); else as shards for the driver to fold (workers).
+    Returns the shards written (empty when folded).
     """
+    shards: list[Path] = []
+    with E.file_lock(out):
+        lists = _checkpoint_lists(out, model, list(rows))
+        by_index: dict[int, dict[str, np.ndarray]] = {}
+        for seq, data in rows.items():
+            names = lists.get(seq, [])
+            if name not in names:
+                raise DataError(f"{out}: {model}/{seq} no longer lists checkpoint {name!r} (replaced by another "
+                                "run meanwhile); run the sweep again")
+            by_index.setdefault(names.index(name), {})[seq] = data
+        for index, part in by_index.items():
+            if fold:
+                E.set_checkpoint_outputs(out, model, index, part)
+            else:
+                shards.append(E.write_shard(out, model, index, part))
+    return shards
 
-    def __init__(self, out: Path, model: str) -> None:
-        self.out, self.model = out, model
-        self.inode: int | None = None
-        self.lists: dict[str, list[str]] = {}
 
-    def store(self, name: str, planned: int, rows: Mapping[str, np.ndarray]) -> None:
-        with _locked(self.out):
-            inode = self.out.stat().st_ino
-            if inode != self.inode:
-                self.inode, self.lists = inode, {}
-            by_index: dict[int, dict[str, np.ndarray]] = {}
-            for seq, data in rows.items():
-                names = self.lists.get(seq)
-                if names is None:
-                    names = self.lists[seq] = self._checkpoints(seq)
-                by_index.setdefault(names.index(name) if name in names else planned, {})[seq] = data
-            for index, part in by_index.items():
-                E.set_checkpoint_outputs(self.out, self.model, index, part)
-
-    def _checkpoints(self, seq: str) -> list[str]:
-        """The checkpoint names of one block (reads one value per checkpoint)."""
-        found: list[str] = []
-        for chunk in E.iter_outputs(self.out, self.model, seq, classes=[0], checkpoint_chunk=1 << 30,
-                                    steps=slice(0, 1)):
-            found += chunk.checkpoints
-        return found
+def _checkpoint_lists(out: Path, model: str, sequences: list[str]) -> dict[str, list[str]]:
+    """The checkpoint names of the given blocks of ``model`` (one value read per checkpoint)."""
+    found: dict[str, list[str]] = {}
+    for seq in sequences:
+        names = found.setdefault(seq, [])
+        for chunk in E.iter_outputs(out, model, seq, classes=[0], checkpoint_chunk=1 << 30, steps=slice(0, 1)):
+            names += chunk.checkpoints
+    return found
 
 
 def _check_same_paras(ckpt: Checkpoint, first: Checkpoint) -> None:

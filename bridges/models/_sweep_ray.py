@@ -5,8 +5,9 @@ worker a :class:`SweepJob`: the weight swapper (exported ONNX graph + torch mode
 (shipped once through Ray's object store) and the run settings. A worker loads the model once and then, per
 checkpoint, loads the weights from the shared filesystem, swaps them into the graph, runs ONNX Runtime with the
 same threads and batch size as the local loop (so the outputs are bit-identical) and stores the rows as its own
-shard (``epg_core.write_shard``, atomic). The driver folds the shards into the outputs file after each result
-(idempotent) and counts progress. A worker that dies is restarted and its checkpoint retried; shards already
+shards (``epg_core.write_shard``, atomic; at the checkpoint's row in the blocks as they are then, under the
+file's lock). The driver folds the shards into the outputs file after each result (idempotent) and counts
+progress. A worker that dies is restarted and its checkpoint retried; shards already
 written stay, and a rerun skips every folded (or pending) checkpoint.
 """
 
@@ -54,19 +55,20 @@ class SweepJob:
 
 @dataclass(frozen=True)
 class SweepItem:
-    """One checkpoint: its index in this run's list, its row in the outputs blocks, the sequences it misses."""
+    """One checkpoint: its index in this run's list, its name (its row in the blocks is looked up when the rows are
+    stored), the sequences it misses."""
 
     index: int
-    position: int
+    name: str
     sequences: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class SweepDone:
-    """A finished checkpoint: its shard, the provider that ran it, the swap check (first item of a worker)."""
+    """A finished checkpoint: its shards, the provider that ran it, the swap check (first item of a worker)."""
 
     index: int
-    shard: Path
+    shards: tuple[Path, ...]
     provider: str
     check_diff: float | None
     pid: int
@@ -84,7 +86,7 @@ class SweepWorker:
         self.checked = False
 
     def __call__(self, item: SweepItem) -> SweepDone:
-        from ._sweep import _check_same_paras, _check_swap
+        from ._sweep import _check_same_paras, _check_swap, store_checkpoint
 
         job = self.job
         model = job.swapper.model
@@ -99,8 +101,8 @@ class SweepWorker:
             diff = _check_swap(runner, model, job.prepared, job.batch_size, job.atol, ckpt.path, job.threads)
             self.checked = True
         rows = {s: runner.outputs(job.prepared[s]) for s in item.sequences}
-        shard = E.write_shard(job.out, job.model_name, item.position, rows)
-        return SweepDone(item.index, shard, self.provider, diff, os.getpid())
+        shards = store_checkpoint(job.out, job.model_name, item.name, rows, fold=False)
+        return SweepDone(item.index, tuple(shards), self.provider, diff, os.getpid())
 
 
 def run_sweep_items(
@@ -135,6 +137,6 @@ def run_sweep_items(
     return computed, check, done[computed[0]].provider if computed else None
 
 
-def items_of(names: Sequence[str], missing: Mapping[str, list[str]], position: Mapping[str, int]) -> list[SweepItem]:
+def items_of(names: Sequence[str], missing: Mapping[str, list[str]]) -> list[SweepItem]:
     """The work items of a sweep: every checkpoint of this run that misses outputs, in list order."""
-    return [SweepItem(i, position[n], tuple(missing[n])) for i, n in enumerate(names) if n in missing]
+    return [SweepItem(i, n, tuple(missing[n])) for i, n in enumerate(names) if n in missing]
