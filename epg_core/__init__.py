@@ -27,6 +27,7 @@ from epg_core._io import check_run_options as check_run_options
 from epg_core._io import fold_shards as fold_shards
 from epg_core._io import iter_intervention_images as iter_intervention_images
 from epg_core._io import iter_outputs as iter_outputs
+from epg_core._io import list_checkpoints as list_checkpoints
 from epg_core._io import list_outputs as list_outputs
 from epg_core._io import list_sequences as list_sequences
 from epg_core._io import pending_shards as pending_shards

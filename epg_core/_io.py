@@ -30,6 +30,7 @@ from epg_core._io_options import check_run_options as check_run_options
 from epg_core._io_options import read_run_options as read_run_options
 from epg_core._io_outputs import OutputsBlock as OutputsBlock
 from epg_core._io_outputs import iter_outputs as iter_outputs
+from epg_core._io_outputs import list_checkpoints as list_checkpoints
 from epg_core._io_outputs import list_outputs as list_outputs
 from epg_core._io_outputs import read_outputs as read_outputs
 from epg_core._io_outputs import write_outputs as write_outputs
@@ -68,6 +69,7 @@ __all__ = [
     "read_outputs",
     "iter_outputs",
     "list_outputs",
+    "list_checkpoints",
     "read_run_options",
     "check_run_options",
     # store of finished checkpoints

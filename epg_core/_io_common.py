@@ -99,32 +99,44 @@ def write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
 
 def read_attrs(obj: h5py.HLObject, path: Path, skip: Iterable[str] = ()) -> dict[str, Any]:
     """Inverse of :func:`write_attrs` (numpy scalars back to Python scalars); bad JSON is a DataError."""
-    try:
-        json_keys = set(json.loads(_text(obj.attrs.get(JSON_KEYS_ATTR, "[]"))))
-    except (ValueError, TypeError):
-        raise DataError(f"{path}: {obj.name} attribute {JSON_KEYS_ATTR} is not a JSON list") from None
+    json_keys = _json_keys(obj, path)
     skipped = set(skip) | {JSON_KEYS_ATTR}
-    out: dict[str, Any] = {}
     try:
         items = list(obj.attrs.items())
     except (OSError, ValueError, TypeError) as exc:
         raise DataError(f"{path}: {obj.name} has unreadable attributes ({exc})") from None
-    for key, value in items:
-        if key in skipped:
-            continue
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
-        if key in json_keys:
-            try:
-                value = json.loads(value)
-            except (ValueError, TypeError):
-                raise DataError(f"{path}: {obj.name} attribute {key!r} is not valid JSON") from None
-        elif isinstance(value, np.generic):
-            value = value.item()
-        elif isinstance(value, np.ndarray):
-            value = value.tolist()
-        out[key] = value
-    return out
+    return {key: _decoded(obj, path, key, value, json_keys) for key, value in items if key not in skipped}
+
+
+def read_attr(obj: h5py.HLObject, path: Path, key: str) -> Any:
+    """One attribute as :func:`read_attrs` gives it (None when absent), without reading the others."""
+    try:
+        value = obj.attrs.get(key)
+    except (OSError, ValueError, TypeError) as exc:
+        raise DataError(f"{path}: {obj.name} attribute {key!r} is unreadable ({exc})") from None
+    return None if value is None else _decoded(obj, path, key, value, _json_keys(obj, path))
+
+
+def _json_keys(obj: h5py.HLObject, path: Path) -> set[str]:
+    try:
+        return set(json.loads(_text(obj.attrs.get(JSON_KEYS_ATTR, "[]"))))
+    except (ValueError, TypeError):
+        raise DataError(f"{path}: {obj.name} attribute {JSON_KEYS_ATTR} is not a JSON list") from None
+
+
+def _decoded(obj: h5py.HLObject, path: Path, key: str, value: Any, json_keys: set[str]) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if key in json_keys:
+        try:
+            return json.loads(value)
+        except (ValueError, TypeError):
+            raise DataError(f"{path}: {obj.name} attribute {key!r} is not valid JSON") from None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
 
 
 def _text(value: Any) -> Any:

@@ -39,8 +39,10 @@ from epg_core._io_common import (
     check_name,
     check_steps,
     dataset,
+    read_attr,
     read_values,
     reading,
+    str_list,
     to_jsonable,
     write_attrs,
 )
@@ -241,6 +243,23 @@ def list_outputs(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
             return []
         return [(m, s) for m, group in models.items() if isinstance(group, h5py.Group)
                 for s, g in group.items() if isinstance(g, h5py.Group)]
+
+
+def list_checkpoints(
+    path: str | os.PathLike[str], model: str, sequences: Iterable[str] | None = None
+) -> dict[str, list[str]]:
+    """Checkpoint names of each block of ``model`` (or of the named ``sequences``): one attribute per block.
+
+    Reads no outputs and no other attribute, so a writer finds a checkpoint's row cheaply in any file.
+    """
+    p = as_path(path)
+    found: dict[str, list[str]] = {}
+    with reading(p, OUTPUTS_FORMAT) as handle:
+        for _, seq in _pairs(handle, p, model, None) if sequences is None else [(model, s) for s in sequences]:
+            group = block_group(handle, p, model, seq)
+            m = int(dataset(group, p, "outputs").shape[0])
+            found[seq] = str_list(read_attr(group, p, "checkpoints"), p, f"{group.name} attribute 'checkpoints'", m)
+    return found
 
 
 def _read_chunk(

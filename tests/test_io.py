@@ -27,6 +27,7 @@ from epg_core import (
     check_run_options,
     iter_intervention_images,
     iter_outputs,
+    list_checkpoints,
     list_outputs,
     list_sequences,
     read_interventions,
@@ -128,6 +129,18 @@ def test_intervention_sequence_validates(images: np.ndarray, values: np.ndarray,
 
 
 # --------------------------------------------------------------------------- outputs
+
+
+def test_list_checkpoints_reads_each_blocks_names(tmp_path: Path) -> None:
+    blocks = [_block("convmixer", "cat", m=3), _block("convmixer", "dog", m=5), _block("vit", "cat", m=2)]
+    path = write_outputs(tmp_path / "out.h5", blocks)
+    assert list_checkpoints(path, "convmixer") == {"cat": [f"epoch_{i}" for i in range(3)],
+                                                   "dog": [f"epoch_{i}" for i in range(5)]}
+    assert list_checkpoints(path, "vit", ["cat"]) == {"cat": ["epoch_0", "epoch_1"]}
+    with pytest.raises(DataError, match="no sequence 'bird'"):
+        list_checkpoints(path, "convmixer", ["bird"])
+    with pytest.raises(DataError, match="no model 'resnet'"):
+        list_checkpoints(path, "resnet")
 
 
 def test_outputs_round_trip_and_list(tmp_path: Path) -> None:

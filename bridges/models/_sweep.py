@@ -304,7 +304,7 @@ def store_checkpoint(out: Path, model: str, name: str, rows: Mapping[str, np.nda
     """
     shards: list[Path] = []
     with E.file_lock(out):
-        lists = _checkpoint_lists(out, model, list(rows))
+        lists = E.list_checkpoints(out, model, list(rows))  # attributes only: cheap at any file size
         by_index: dict[int, dict[str, np.ndarray]] = {}
         for seq, data in rows.items():
             names = lists.get(seq, [])
@@ -318,16 +318,6 @@ def store_checkpoint(out: Path, model: str, name: str, rows: Mapping[str, np.nda
             else:
                 shards.append(E.write_shard(out, model, index, part))
     return shards
-
-
-def _checkpoint_lists(out: Path, model: str, sequences: list[str]) -> dict[str, list[str]]:
-    """The checkpoint names of the given blocks of ``model`` (one value read per checkpoint)."""
-    found: dict[str, list[str]] = {}
-    for seq in sequences:
-        names = found.setdefault(seq, [])
-        for chunk in E.iter_outputs(out, model, seq, classes=[0], checkpoint_chunk=1 << 30, steps=slice(0, 1)):
-            names += chunk.checkpoints
-    return found
 
 
 def _check_same_paras(ckpt: Checkpoint, first: Checkpoint) -> None:
