@@ -110,23 +110,36 @@ def plan_outputs(sources: Sequence[Path], stems: Sequence[str], prop: str, name:
 
 
 def write_sequences(plan: _Plan, sequences: Mapping[str, InterventionSequence], sheet_steps: int) -> list[Path]:
-    """Write the contact sheets, then (or add to, with ``--append``) the interventions file atomically.
+    """Write (or add to, with ``--append``) the interventions file atomically, its contact sheets just before.
 
-    The file comes last, so its sequences exist only once everything of the command is written: a run killed at
-    any moment leaves no file (or, appending, no new sequence), and its rerun is never refused.
+    The sheets are written once the new file is complete and before it is renamed into place, so the file's
+    sequences exist only when everything of the command is written: a run killed at any moment leaves no file
+    (or, appending, no new sequence) and its rerun is never refused; a failing command leaves no new file.
     """
     from epg_bridges.interventions import write_contact_sheet
     from epg_core import append_interventions, write_interventions
 
-    if plan.h5.exists() and not plan.append:  # created by someone else while we worked: still never replaced
-        _existing_sequences(plan.h5, append=False)
-    sheets = [write_contact_sheet(seq, sheet, n=sheet_steps)
-              for seq, sheet in zip(sequences.values(), plan.sheets, strict=True)]
+    created: list[Path] = []
+
+    def write_sheets() -> None:
+        try:
+            for seq, sheet in zip(sequences.values(), plan.sheets, strict=True):
+                existed = sheet.exists()
+                write_contact_sheet(seq, sheet, n=sheet_steps)
+                if not existed:
+                    created.append(sheet)
+        except Exception:
+            for sheet in created:
+                sheet.unlink(missing_ok=True)
+            raise
+
     if plan.h5.exists():
-        append_interventions(plan.h5, sequences)
+        if not plan.append:  # created by someone else while we worked: still never replaced
+            _existing_sequences(plan.h5, append=False)
+        append_interventions(plan.h5, sequences, before_commit=write_sheets)
     else:
-        write_interventions(plan.h5, sequences)
-    return [plan.h5, *sheets]
+        write_interventions(plan.h5, sequences, before_commit=write_sheets)
+    return [plan.h5, *plan.sheets]
 
 
 def sequence_row(name: str, seq: InterventionSequence) -> dict[str, Any]:

@@ -8,7 +8,7 @@ values) and refuse arrays larger than the read budget before allocating them.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,12 +108,14 @@ def write_interventions(
     sequences: Mapping[str, InterventionSequence],
     *,
     attrs: Mapping[str, Any] | None = None,
+    before_commit: Callable[[], object] | None = None,
 ) -> Path:
     """Write (replace) an interventions file with one group per sequence, atomically; return its path.
 
     ``images`` are stored chunked per image with gzip compression, ``values`` as float64, the sequence
     ``attrs`` as group attributes (non-scalars JSON-encoded; ``property`` and ``image`` always present);
-    ``attrs`` goes on the root.
+    ``attrs`` goes on the root. ``before_commit`` runs once the new file is complete, before it replaces
+    ``path`` (side files written there appear before the file; if it raises, the file is not written).
     """
     path = as_path(path)
     _checked_sequences(path, sequences)
@@ -122,14 +124,20 @@ def write_interventions(
             write_attrs(handle, dict(attrs or {}))
             for name, seq in sequences.items():
                 _write_sequence(handle, name, seq)
+        if before_commit is not None:
+            before_commit()
     return path
 
 
-def append_interventions(path: str | os.PathLike[str], sequences: Mapping[str, InterventionSequence]) -> Path:
+def append_interventions(
+    path: str | os.PathLike[str], sequences: Mapping[str, InterventionSequence], *,
+    before_commit: Callable[[], object] | None = None,
+) -> Path:
     """Add sequences to an existing interventions file, atomically; a name that exists is refused.
 
     The file is copied beside itself, extended and renamed into place, so a kill or a full disk leaves
-    the old file; nothing already in the file is ever replaced.
+    the old file; nothing already in the file is ever replaced. ``before_commit``: as in
+    :func:`write_interventions`.
     """
     path = as_path(path)
     _checked_sequences(path, sequences)
@@ -143,6 +151,8 @@ def append_interventions(path: str | os.PathLike[str], sequences: Mapping[str, I
             with h5_write(tmp, "r+", name=path) as handle:
                 for name, seq in sequences.items():
                     _write_sequence(handle, name, seq)
+            if before_commit is not None:
+                before_commit()
     return path
 
 
