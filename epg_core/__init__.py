@@ -9,6 +9,8 @@ from epg_core._examples import ExampleCurve as ExampleCurve
 from epg_core._examples import example_curves as example_curves
 from epg_core._fdr import FDRResult as FDRResult
 from epg_core._fdr import fdr as fdr
+from epg_core._flip_task import FlipTaskResult as FlipTaskResult
+from epg_core._flip_task import flip_task as flip_task
 from epg_core._fornberg import fornberg_weights as fornberg_weights
 from epg_core._io import FORMAT_VERSION as FORMAT_VERSION
 from epg_core._io import INTERVENTIONS_FORMAT as INTERVENTIONS_FORMAT
@@ -67,4 +69,5 @@ __all__ = [
     "write_scores_csv",
     "atomic_path", "file_lock", "write_bytes_atomic", "example_curves", "ExampleCurve",
 ]
+__all__ += ["flip_task", "FlipTaskResult"]  # v3: the flip-prediction task (local baselines)
 __all__ += _io.__all__  # the HDF5 formats: errors, files, store, scores
