@@ -19,7 +19,7 @@ from epg_core._derivative import check_grid
 from epg_core._errors import UsageError
 from epg_core._perm_kernels import CLASS_CHUNK, Kernel, make_epg_kernel
 from epg_core._perm_scan import blocks, curves_last, pad_rows
-from epg_core._permutation import as_curves, normalise, resolve_dtype, use_precision
+from epg_core._permutation import as_curves, kernel_inputs, normalise, resolve_dtype, use_precision
 
 
 class Moments(NamedTuple):
@@ -73,8 +73,7 @@ def permutation_moments(
         means, sds = [], []
         for start in range(0, n_curves, bb * nb):
             z64, s = normalise(y3[start:start + bb * nb])
-            block = z64.astype(dtype)
-            block = np.pad(block, ((0, 0), (0, 0), (0, width - c))) if vector else block[:, :, 0]
+            block, _ = kernel_inputs(kernel, z64, None, dtype, width if vector else 0)
             mean, sd = _block_moments(curves_last(pad_rows(block, bb * nb, 0.0), nb, dev), kernel=kernel)
             rows = len(s)
             means.append(np.asarray(mean, np.float64).reshape(-1)[:rows] * s)

@@ -26,6 +26,11 @@ from epg_core._stats import cell_widths
 Runs = tuple[tuple[int, int, tuple[int, ...]], ...]
 # Classes added into the distance table per step of its scan (bounds the [pairs, Bb, chunk] intermediate).
 CLASS_CHUNK = 8
+# Above this many steps no pairwise table is built (it holds N(N+1)/2 entries per curve: 134 MB at float32);
+# the shuffle test then gathers the curve itself, and exact moments come from sorting (scalar curves only).
+MAX_TABLE_STEPS = 8192
+# Curves per host Gram product of the vector table (bounds its [curves, N, N] float64 intermediate).
+GRAM_CURVES = 64
 
 
 class Kernel(NamedTuple):
@@ -38,6 +43,7 @@ class Kernel(NamedTuple):
     kernel: Callable[..., Array]
     prepare: Callable[[Array], Array]
     moments: Callable[[Array], tuple[Array, Array]] | None
+    host_table: str | None = None  # a norm: the table is built on the host (``host_pair_table``), not by prepare
 
 
 def _i32(a: np.ndarray) -> Array:
@@ -89,11 +95,20 @@ def runs_to_plan(runs: Runs, n: int, taps: int) -> Int[np.ndarray, "n w"]:
 
 
 def overlap_weights(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
-    """``K_k = sum w_i w_j`` over row pairs whose taps share k = 2, 1, 0 positions (exact-moment constants)."""
-    shared = ((a[:, None] == a[None, :]).astype(int) + (a[:, None] == b[None, :])
-              + (b[:, None] == a[None, :]) + (b[:, None] == b[None, :]))
-    ww = w[:, None] * w[None, :]
-    return tuple(float(np.sum(ww[shared == k])) for k in (2, 1, 0))  # type: ignore[return-value]
+    """``K_k = sum w_i w_j`` over row pairs whose taps share k = 2, 1, 0 positions (exact-moment constants).
+
+    O(N): rows with the same unordered pair of taps share 2 positions, so ``K2 = sum_pairs W_pair^2``;
+    ``sum_positions W_pos^2 = K1 + 2 K2`` (W_pos: weight of the rows touching a position) and
+    ``(sum w)^2 = K0 + K1 + K2``.
+    """
+    a, b, w = np.asarray(a, np.int64), np.asarray(b, np.int64), np.asarray(w, np.float64)
+    n = int(max(a.max(), b.max())) + 1
+    key = np.minimum(a, b) * n + np.maximum(a, b)
+    _, group = np.unique(key, return_inverse=True)
+    k2 = float(np.sum(np.bincount(group, weights=w) ** 2))
+    pos = np.bincount(a, weights=w, minlength=n) + np.bincount(b, weights=w, minlength=n)
+    k1 = float(np.sum(pos * pos)) - 2.0 * k2
+    return k2, k1, float(np.sum(w)) ** 2 - k1 - k2
 
 
 def _pair_table(vector: bool, norm: str, n: int) -> Callable[[Array], Array]:
@@ -148,13 +163,53 @@ def _table_moments(n: int, mean_w: float, k2: float, k1: float, k0: float) -> Ca
     return moments
 
 
+def prebuilt(table: Array) -> Array:
+    """``prepare`` of kernels whose table was built on the host (``host_pair_table``)."""
+    return table
+
+
+@functools.lru_cache(maxsize=8)
+def _tril(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return tuple(a.astype(np.int64) for a in np.tril_indices(n))  # type: ignore[return-value]
+
+
+def host_pair_table(z: Float[np.ndarray, "b n c"]) -> Float[np.ndarray, "b p"]:
+    """The half table of L2 distances between the output vectors of every curve's steps, in float64, as
+    matrix products: ``|a - b|^2 = |a|^2 + |b|^2 - 2 a.b`` (vectors centred on their curve's mean first).
+
+    float64 accumulation keeps the cancellation of close vectors (adjacent steps of a smooth curve) far
+    below float32 resolution; rows are ``hi*(hi+1)/2 + lo`` as in ``_pair_table``.
+    """
+    b, n, _ = z.shape
+    hi, lo = _tril(n)
+    out = np.empty((b, len(hi)), np.float64)
+    for s0 in range(0, b, GRAM_CURVES):
+        zc = z[s0:s0 + GRAM_CURVES]
+        zc = zc - zc.mean(axis=1, keepdims=True)
+        sq = np.einsum("bnc,bnc->bn", zc, zc)
+        gram = np.matmul(zc, np.swapaxes(zc, 1, 2))
+        d2 = sq[:, hi] + sq[:, lo] - 2.0 * gram[:, hi, lo]
+        out[s0:s0 + GRAM_CURVES] = np.sqrt(np.maximum(d2, 0.0))
+    out[:, hi == lo] = 0.0
+    return out
+
+
+def relabel_table(table: Float[np.ndarray, "b p"], perm: Int[np.ndarray, "b n"]) -> Float[np.ndarray, "b p"]:
+    """The table of the relabelled curves ``z[b, perm[b]]`` from the table of ``z`` (a gather of its rows)."""
+    n = perm.shape[1]
+    hi, lo = _tril(n)
+    a, c = perm[:, hi].astype(np.int64), perm[:, lo].astype(np.int64)
+    top, bottom = np.maximum(a, c), np.minimum(a, c)
+    return np.take_along_axis(table, top * (top + 1) // 2 + bottom, axis=1)
+
+
 @functools.lru_cache(maxsize=64)
 def epg_kernel(runs: Runs, static_w: bytes, static_c: bytes, n: int, taps: int, vector: bool, norm: str) -> Kernel:
     """EPG kernel for one stencil plan and grid (weights are compile-time constants)."""
     w_np = np.frombuffer(static_w, dtype=np.float64).reshape(n, taps)
     c_np = np.frombuffer(static_c, dtype=np.float64)
     idx = runs_to_plan(runs, n, taps)
-    pairs = two_tap_pairs(idx, np.where(idx >= 0, w_np, 0.0))
+    pairs = two_tap_pairs(idx, np.where(idx >= 0, w_np, 0.0)) if n <= MAX_TABLE_STEPS else None
 
     if pairs is not None:
         a_np, b_np, mag = pairs
@@ -169,6 +224,8 @@ def epg_kernel(runs: Runs, static_w: bytes, static_c: bytes, n: int, taps: int, 
 
         consts = overlap_weights(a_np, b_np, coef_np)
         moments = _table_moments(n, float(np.sum(coef_np)), *consts)
+        if vector and norm == "l2":  # matrix products on the host (float64), not element by element
+            return Kernel(kernel, prebuilt, moments, "l2")
         return Kernel(kernel, _pair_table(vector, norm, n), moments)
 
     def magnitude(v: Array) -> Array:

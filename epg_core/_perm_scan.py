@@ -55,10 +55,11 @@ def _is_tie(t: Array, obs: Array, tol: Array) -> Array:
     return both_nan | (jnp.abs(t - obs[None, :]) <= tol[None, :])
 
 
-@functools.partial(jax.jit, static_argnames=("kernel",))
-def observed(blocks_: Array, params: Any, per_curve: Array, *, kernel: Kernel) -> tuple[Array, Array, Array]:
+@functools.partial(jax.jit, static_argnames=("kernel", "n_steps"))
+def observed(blocks_: Array, params: Any, per_curve: Array, *, kernel: Kernel,
+             n_steps: int) -> tuple[Array, Array, Array]:
     """The statistic of every curve in its true order and its exact null mean and SD (NaN if unavailable)."""
-    ident = jnp.arange(blocks_.shape[1], dtype=jnp.int32)[None, :]
+    ident = jnp.arange(n_steps, dtype=jnp.int32)[None, :]
 
     def one(args: tuple[Array, Array]) -> tuple[Array, Array, Array]:
         prepared = kernel.prepare(args[0])
@@ -132,7 +133,7 @@ def run_chunk(
     curve's spread, where the statistic is really computed.
     """
     pc = to_blocks(np.asarray(per_curve, block.dtype), nb, dev)
-    obs, mean, sd = observed(curves_last(block, nb, dev), params, pc, kernel=kernel)
+    obs, mean, sd = observed(curves_last(block, nb, dev), params, pc, kernel=kernel, n_steps=chunks.shape[-1])
     tol = tie_rel * jnp.abs(obs)
     lo, hi, null = scan(curves_last(null_block, nb, dev), chunks, valid, obs, tol, params, pc, kernel=kernel,
                         count=count, keep_null=keep_null)

@@ -30,19 +30,23 @@ from epg_core._perm_kernels import (
     CLASS_CHUNK,
     Kernel,
     callable_kernel,
+    host_pair_table,
     identity,
     make_epg_kernel,
     mi_kernel,
     pearson_kernel,
+    relabel_table,
     unit_norm_grid,
 )
 from epg_core._perm_scan import CHUNK_BYTES as CHUNK_BYTES
 from epg_core._perm_scan import blocks, pad_rows, perm_chunk, run_chunk, scan_inputs
+from epg_core._perm_sequential import SEQ_CURVES, run_sequential
 from epg_core._perm_sets import all_permutations, random_permutations, relabellings
 
 Alternative = Literal["two-sided", "less", "greater", "centered"]
 Precision = Literal["float32", "float64"]
 ALTERNATIVES: tuple[str, ...] = ("two-sided", "less", "greater", "centered")
+METHODS: tuple[str, ...] = ("fixed", "sequential")
 PRECISIONS: tuple[str, ...] = ("float32", "float64")
 # Two statistics closer than TIE_ULPS * N ulps of the observed one (on the normalised scale) are a tie: the
 # bound of the rounding of an N-term sum, so a shuffle equal to the true order up to summation order ties.
@@ -53,7 +57,8 @@ class PermutationResult(NamedTuple):
     """Result of ``permutation_test``; arrays are shaped like the batch (``null``: batch + ``[K]``).
 
     ``zscore`` = (T - E0[T]) / SD0[T] and ``ratio`` = T / E0[T] use the exact moments of the null over all
-    orderings (1 = as rough as noise, toward 0 = smooth); NaN where they are not available.
+    orderings (1 = as rough as noise, toward 0 = smooth); NaN where they are not available. ``n_used``: the
+    shuffles drawn per curve (K for the fixed test; ``n_permutations`` is then the cap K).
     """
 
     statistic: np.ndarray
@@ -64,6 +69,7 @@ class PermutationResult(NamedTuple):
     null: np.ndarray | None = None
     zscore: np.ndarray | None = None
     ratio: np.ndarray | None = None
+    n_used: np.ndarray | None = None
 
 
 @contextlib.contextmanager
@@ -80,6 +86,16 @@ def use_precision(name: str | None) -> Iterator[None]:
         raise UsageError(f"unknown precision {name!r}; use 'float32' or 'float64'")
     with jax.enable_x64(name == "float64"):
         yield
+
+
+def _validate_method(method: str, risk: float, alternative: str, return_null: bool) -> None:
+    if method not in METHODS:
+        raise UsageError(f"unknown method {method!r}; use 'fixed' or 'sequential'")
+    if not 0 < risk < 1:
+        raise UsageError(f"risk must be in (0, 1), got {risk}")
+    if method == "sequential" and (alternative == "centered" or return_null):
+        raise UsageError("method 'sequential' draws a different number of shuffles per curve: it has no null "
+                         "to return and no 'centered' alternative; use method='fixed'")
 
 
 def _validate(alternative: str, n_permutations: int, exact: Any, alpha: float, norm: str) -> None:
@@ -193,6 +209,8 @@ def permutation_test(
     class_axis: int | None = None,
     norm: str = "l2",
     precision: str | None = None,
+    method: str = "fixed",
+    risk: float = 1e-3,
     **statistic_options: Any,
 ) -> PermutationResult:
     """Shuffle test of the statistic of every curve in ``y`` against random orderings of its own outputs.
@@ -203,18 +221,25 @@ def permutation_test(
     float64 on the returned null). When ``N! <= n_permutations`` (``exact="auto"``) all orderings are
     enumerated and p is exact (no +1). ``class_axis`` shuffles whole output vectors (EPG of the ``norm`` of
     the vector derivative); ``precision`` runs the test in float32 or float64 whatever the JAX setting.
+
+    ``method="sequential"`` stops each curve's shuffles once its decision at ``alpha`` is settled with
+    resampling risk <= ``risk`` (Gandy 2009), at most ``n_permutations``: the same shuffles in the same order
+    as the fixed test, so a curve that needs all K gets the fixed test's answer; p-values are
+    ``(count + 1) / (n_used + 1)`` from the shuffles drawn (``n_used`` in the result).
     """
     _validate(alternative, n_permutations, exact, alpha, norm)
+    _validate_method(method, risk, alternative, return_null)
     if int(seed) < 0 or int(seed) >= 2**63:
         raise UsageError(f"seed must be in [0, 2**63), got {seed}")
     with use_precision(precision):
         return _test(y, x, statistic, int(n_permutations), alternative, int(seed), alpha, exact, return_null, axis,
-                     class_axis, norm, precision, dict(statistic_options))
+                     class_axis, norm, precision, dict(statistic_options), method, float(risk))
 
 
 def _test(y: ArrayLike, x: ArrayLike | None, statistic: str | Callable[..., Array], n_perm: int, alternative: str,
           seed: int, alpha: float, exact: Any, return_null: bool, axis: int, class_axis: int | None, norm: str,
-          precision: str | None, options: dict[str, Any]) -> PermutationResult:
+          precision: str | None, options: dict[str, Any], method: str = "fixed",
+          risk: float = 1e-3) -> PermutationResult:
     y3, batch = as_curves(y, axis, class_axis)
     n_curves, n, c = y3.shape
     if x is not None:
@@ -231,6 +256,8 @@ def _test(y: ArrayLike, x: ArrayLike | None, statistic: str | Callable[..., Arra
         raise UsageError(f"exact enumeration of {n}! orderings is too large; use exact=False")
     perms = all_permutations(n) if use_exact else random_permutations(n, n_perm, seed)
     k = perms.shape[0]
+    if method == "sequential" and not use_exact:
+        return _sequential(y3, batch, setup, perms, seed, alpha, risk, alternative, vector, dtype)
     keep_null = return_null or alternative == "centered"
     width = -(-c // CLASS_CHUNK) * CLASS_CHUNK if vector else 1
     devices = jax.devices()
@@ -253,13 +280,8 @@ def _test(y: ArrayLike, x: ArrayLike | None, statistic: str | Callable[..., Arra
             on_device[dev] = (jax.device_put(chunks_host, dev), jax.device_put(valid_host, dev))
         chunk = y3[start:start + bc]
         z64, s = normalise(chunk) if setup.normalised else (np.asarray(chunk, np.float64), np.ones(len(chunk)))
-        block = z64.astype(dtype)
-        null_block = block if use_exact else np.take_along_axis(block, relabellings(z64, seed)[:, :, None], axis=1)
-        if vector:
-            pad = ((0, 0), (0, 0), (0, width - c))
-            block, null_block = np.pad(block, pad), np.pad(null_block, pad)
-        else:
-            block, null_block = block[:, :, 0], null_block[:, :, 0]
+        block, null_block = kernel_inputs(setup.kernel, z64, None if use_exact else relabellings(z64, seed), dtype,
+                                          width if vector else 0)
         rows = len(chunk)
         fill = np.zeros(block.shape[1:], dtype)  # padded curves are constant and dropped below
         out = run_chunk(setup.kernel, setup.params, dev, pad_rows(block, bc, fill), pad_rows(null_block, bc, fill),
@@ -267,6 +289,53 @@ def _test(y: ArrayLike, x: ArrayLike | None, statistic: str | Callable[..., Arra
                         alternative != "centered", keep_null)
         pieces.append((out, rows, s if setup.scaled else np.ones(rows)))
     return _collect(pieces, k, batch, alternative, use_exact, alpha, return_null)
+
+
+def kernel_inputs(kernel: Kernel, z64: np.ndarray, relabel: np.ndarray | None, dtype: np.dtype,
+                  width: int) -> tuple[np.ndarray, np.ndarray]:
+    """What the kernel reads for the curves ``z64`` ``[B, N, C]`` in their true order and relabelled by
+    ``relabel`` (None: not relabelled): the curves (``[B, N]``, or ``[B, N, width]`` zero-padded for whole
+    output vectors), or their pairwise tables ``[B, N(N+1)/2]`` when the kernel's table is built on the host."""
+    if kernel.host_table is not None:
+        table = host_pair_table(z64)
+        null = table if relabel is None else relabel_table(table, relabel)
+        return table.astype(dtype), null.astype(dtype)
+    block = z64.astype(dtype)
+    null_block = block if relabel is None else np.take_along_axis(block, relabel[:, :, None], axis=1)
+    if width:
+        pad = ((0, 0), (0, 0), (0, width - block.shape[2]))
+        return np.pad(block, pad), np.pad(null_block, pad)
+    return block[:, :, 0], null_block[:, :, 0]
+
+
+def _sequential(y3: np.ndarray, batch: tuple[int, ...], setup: _Setup, perms: np.ndarray, seed: int,
+                alpha: float, risk: float, alternative: str, vector: bool, dtype: np.dtype) -> PermutationResult:
+    """The sequential engine on host chunks of curves (see ``_perm_sequential``)."""
+    n_curves, n, c = y3.shape
+    width = -(-c // CLASS_CHUNK) * CLASS_CHUNK if vector else 1
+    tie_rel = TIE_ULPS * n * float(np.finfo(dtype).eps)
+    devices = list(jax.devices())
+    bb, nb = blocks(min(n_curves, SEQ_CURVES), n, dtype.itemsize, len(devices),
+                    setup.kernel.prepare is not identity, width)
+    cols: list[tuple[np.ndarray, ...]] = []
+    for start in range(0, n_curves, SEQ_CURVES):
+        chunk = y3[start:start + SEQ_CURVES]
+        z64, s = normalise(chunk) if setup.normalised else (np.asarray(chunk, np.float64), np.ones(len(chunk)))
+        block, null_block = kernel_inputs(setup.kernel, z64, relabellings(z64, seed), dtype, width if vector else 0)
+        out = run_sequential(setup.kernel, setup.params, block, null_block, setup.per_curve(z64), perms, alpha,
+                             risk, alternative, tie_rel, (bb, nb), devices)
+        cols.append((*out, s if setup.scaled else np.ones(len(chunk))))
+    obs, mean, sd, lo, hi, used, s = (np.concatenate(col) for col in zip(*cols, strict=True))
+    pvalue = pvalues(lo, hi, used, alternative, False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zscore = np.where(sd > 0, (obs - mean) / sd, np.nan)
+        ratio = np.where(mean > 0, obs / mean, np.nan)
+    shaped = lambda a: a.reshape(batch)  # noqa: E731
+    return PermutationResult(
+        statistic=shaped((obs * s).astype(dtype)), pvalue=shaped(pvalue), significant=shaped(pvalue < alpha),
+        n_permutations=int(perms.shape[0]), exact=False, zscore=shaped(zscore), ratio=shaped(ratio),
+        n_used=shaped(used.astype(np.int64)),
+    )
 
 
 def _collect(pieces: list[tuple[tuple[Any, ...], int, np.ndarray]], k: int, batch: tuple[int, ...], alternative: str,
@@ -298,11 +367,11 @@ def _collect(pieces: list[tuple[tuple[Any, ...], int, np.ndarray]], k: int, batc
     return PermutationResult(
         statistic=shaped(stat), pvalue=shaped(pvalue), significant=shaped(pvalue < alpha), n_permutations=int(k),
         exact=bool(exact), null=null.reshape(batch + (k,)) if return_null and null is not None else None,
-        zscore=shaped(zscore), ratio=shaped(ratio),
+        zscore=shaped(zscore), ratio=shaped(ratio), n_used=np.full(batch, int(k), np.int64),
     )
 
 
-def pvalues(lo: np.ndarray, hi: np.ndarray, k: int, alternative: str, exact: bool) -> np.ndarray:
+def pvalues(lo: np.ndarray, hi: np.ndarray, k: int | np.ndarray, alternative: str, exact: bool) -> np.ndarray:
     """Tail counts to p-values (``+1`` on both sides for Monte Carlo, none for exact enumeration)."""
     plus = 0 if exact else 1
     p_less = (lo + plus) / (k + plus)
