@@ -34,6 +34,11 @@ def parse_checkpoints(value: str) -> str | tuple[str, ...]:
               help="Interventions file(s), for the strips and the property units; may be given several times.")
 @click.option("--checkpoints", "checkpoints", default="last", show_default=True, metavar="last|all|NAMES",
               help="Checkpoints of the per-sequence curves: the last finished, all, or comma-separated names.")
+@click.option("--attributions", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="An `epg attribute` file: adds the flip task (EPG against local explanations, with ROC curves) "
+                   "and each method's explanation of the original and the intervened image (paper Fig. 18).")
+@click.option("--attribution-sequence", "attribution_sequences", multiple=True, metavar="NAME",
+              help="Sequence whose explanations are drawn (repeatable) [default: up to four, flips and not].")
 @scoring_options
 @quiet_option
 @needs_extras("report", "report")
@@ -48,11 +53,14 @@ def report(outputs: Path, out: Path | None, interventions: tuple[Path, ...], che
     """
     from epg_bridges.report import ReportOptions, build_report
 
+    attributions, attribution_sequences = kwargs.pop("attributions"), list(kwargs.pop("attribution_sequences"))
+
     opts = ReportOptions(score=score_options_from(kwargs), checkpoints=parse_checkpoints(checkpoints))
     out_dir = out or outputs.with_name(outputs.stem + "-report")
     refuse_collisions({"report folder": out_dir}, [outputs, *interventions])
     say = (lambda _m: None) if quiet else (lambda m: click.echo(f"  plotting {m}", err=True))
-    paths = build_report(outputs, out_dir, opts, interventions=list(interventions), progress=say)
+    paths = build_report(outputs, out_dir, opts, interventions=list(interventions), progress=say,
+                         attributions=attributions, attribution_sequences=attribution_sequences or None)
     verdicts = paths["verdicts"]
     n_sig = sum(bool(r["significant"]) for r in verdicts)
     click.echo(f"{n_sig} of {len(verdicts)} verdict rows significant; {len(paths['nulls'])} null distributions "

@@ -38,7 +38,7 @@ def cli() -> None:
     _enable_compilation_cache()
 
 
-from . import _bench, _core, _intervene, _models, _report, _study  # noqa: E402  (registration)
+from . import _baselines, _bench, _core, _intervene, _models, _report, _study  # noqa: E402  (registration)
 
 _core.register(cli)
 _report.register(cli)
@@ -46,3 +46,4 @@ _bench.register(cli)
 _intervene.register(cli)
 _models.register(cli)
 _study.register(cli)
+_baselines.register(cli)

@@ -54,6 +54,7 @@ class Figures:
     over_checkpoints: list[Path] = field(default_factory=list)
     epg_vs_flips: Path | None = None
     clip: list[Path] = field(default_factory=list)
+    baselines_html: str = ""  # the local-baselines section (_baselines_view), when asked for
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -159,7 +160,7 @@ def write_page(study: Study, figures: Figures, out_dir: Path) -> Path:
         if behaviour else "",
         f"<section id='checkpoints'><h2>Over checkpoints</h2><div class='grid g3'>"
         f"{''.join(_img(p, '', 'EPG over checkpoints') for p in over)}</div></section>" if over else "",
-        _clip_section(figures.clip),
+        _clip_section(figures.clip), figures.baselines_html,
         f"<nav>Properties: {nav}</nav>{more}", _sections(study, figures),
         f"<section id='scores'><h2>All scores</h2><details><summary>{len(study.rows)} rows</summary>"
         f"<div class='tablewrap'>{table}</div><p class='caption'>{html.escape(caption)}</p></details></section>",
