@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ._extras import needs_extras
+from ._extras import needs_extras, require_extra
 from ._options import (
     Alternative,
     out_option,
@@ -36,19 +36,22 @@ VERDICT_COLUMNS = ["significant", "model", "property", "output", "epg", "pvalue"
 @click.command()
 @click.argument("outputs", type=click.Path(dir_okay=False, path_type=Path))
 @scoring_options
-@out_option("Where to write the scores CSV (default: OUTPUTS with .scores.csv).", extra_names=["--csv"])
+@out_option("Where to write the scores CSV (default: OUTPUTS with .scores.csv); a .parquet suffix writes "
+            "Parquet (typed columns; the 'tables' extra).", extra_names=["--csv"])
 @click.option("--rows", "show_rows", type=click.IntRange(0, 10**9), default=20, show_default=True,
               help="Rows of the table to print.")
 @quiet_option
 def score(outputs: Path, out: Path | None, show_rows: int, quiet: bool, **kwargs: Any) -> None:
     """Score an outputs file: EPG, shuffle test, flips and Pearson rho for every model x checkpoint x sequence.
 
-    Writes the tidy scores table as CSV and as the /scores dataset of OUTPUTS.
+    Writes the tidy scores table as CSV (or Parquet, by the suffix of -o) and as the /scores dataset of
+    OUTPUTS.
 
     \b
     Example:
         epg score outputs.h5 --class cat --fdr -o scores.csv
         epg score outputs.h5 --group-by property --spacing values --permutations 10000
+        epg score outputs.h5 -o scores.parquet
     """
     from tqdm import tqdm
 
@@ -56,6 +59,9 @@ def score(outputs: Path, out: Path | None, show_rows: int, quiet: bool, **kwargs
 
     csv_path = out or outputs.with_suffix(".scores.csv")
     refuse_collisions({"scores CSV": csv_path}, [outputs])
+    parquet = csv_path.suffix.lower() == ".parquet"
+    if parquet:
+        require_extra("score -o *.parquet", "tables", ["pyarrow", "pyarrow.parquet"])
     opts = score_options_from(kwargs)
     alpha, alternative, n_permutations, use_fdr = opts.alpha, opts.alternative, opts.n_permutations, opts.use_fdr
     with tqdm(desc="scoring curves", unit="curve", disable=True if quiet else None, leave=False) as bar:
@@ -63,7 +69,10 @@ def score(outputs: Path, out: Path | None, show_rows: int, quiet: bool, **kwargs
             bar.update(n)
 
         rows = E.score_outputs(outputs, opts, progress=tick)
-    E.write_scores_csv(csv_path, rows)
+    if parquet:
+        E.write_scores_parquet(csv_path, rows, opts)
+    else:
+        E.write_scores_csv(csv_path, rows)
     E.write_scores(outputs, rows)
     click.echo(f"scores: {csv_path}")
     click.echo(f"scores dataset: {outputs}:/scores")

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-__all__ = ["EXTRA_MODULES", "MissingExtra", "extra_for", "needs_extras"]
+__all__ = ["EXTRA_MODULES", "MissingExtra", "extra_for", "needs_extras", "require_extra"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,6 +28,8 @@ EXTRA_MODULES: dict[str, frozenset[str]] = {
     "edit": frozenset({"torch", "diffusers", "transformers", "huggingface_hub", "safetensors", "PIL"}),
     "ray": frozenset({"ray"}),
     "baselines": frozenset({"captum", "skimage", "sklearn", "torch"}),
+    "tables": frozenset({"pyarrow"}),
+    "app": frozenset({"gradio", "gradio_client", "matplotlib", "PIL"}),
 }
 
 
@@ -65,3 +67,15 @@ def needs_extras(command: str, *extras: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def require_extra(command: str, extra: str, modules: Sequence[str] | None = None) -> None:
+    """Exit 1 naming ``extra`` unless ``modules`` (default: every module the extra installs) import; for a
+    command that needs an extra only for some inputs (``epg score -o scores.parquet``), checked up front."""
+    import importlib
+
+    for module in modules if modules is not None else sorted(EXTRA_MODULES[extra]):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise MissingExtra(f"epg {command} needs the '{extra}' extra: pip install 'epg[{extra}]'") from None

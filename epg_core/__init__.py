@@ -44,6 +44,8 @@ from epg_core._io import write_interventions as write_interventions
 from epg_core._io import write_outputs as write_outputs
 from epg_core._io import write_scores as write_scores
 from epg_core._io import write_shard as write_shard
+from epg_core._io_parquet import write_scores_parquet as write_scores_parquet
+from epg_core._io_tables import is_epg_parquet as is_epg_parquet
 from epg_core._mi import ksg_mi as ksg_mi
 from epg_core._moments import Moments as Moments
 from epg_core._moments import permutation_moments as permutation_moments
@@ -71,3 +73,4 @@ __all__ = [
 ]
 __all__ += ["flip_task", "FlipTaskResult"]  # v3: the flip-prediction task (local baselines)
 __all__ += _io.__all__  # the HDF5 formats: errors, files, store, scores
+__all__ += ["write_scores_parquet", "is_epg_parquet"]  # v3: scores as Parquet (extra `tables`)

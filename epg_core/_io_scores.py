@@ -70,8 +70,15 @@ def _scores_array(rows: list[dict[str, Any]], dtype: np.dtype) -> np.ndarray:
 
 
 def read_scores(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read the ``/scores`` table written by :func:`write_scores` as a list of dicts (Python scalars)."""
+    """Read a scores table as a list of dicts (Python scalars): an outputs file's ``/scores`` (written by
+    :func:`write_scores`), the scores CSV or the scores Parquet file (told apart by their first bytes); the
+    three give the same rows."""
     path = as_path(path)
+    from epg_core._io_tables import read_scores_csv, read_scores_parquet, table_kind
+
+    kind = table_kind(path) if path.exists() else "hdf5"
+    if kind != "hdf5":
+        return read_scores_parquet(path) if kind == "parquet" else read_scores_csv(path)
     with reading(path, OUTPUTS_FORMAT) as handle:
         dset = handle.get(SCORES)
         if not isinstance(dset, h5py.Dataset):
