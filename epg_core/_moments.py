@@ -16,8 +16,8 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from epg_core._derivative import check_grid
-from epg_core._errors import UsageError
-from epg_core._perm_kernels import CLASS_CHUNK, Kernel, make_epg_kernel
+from epg_core._errors import DataError, UsageError
+from epg_core._perm_kernels import CLASS_CHUNK, MAX_TABLE_STEPS, Kernel, make_epg_kernel
 from epg_core._perm_scan import blocks, curves_last, pad_rows
 from epg_core._permutation import as_curves, kernel_inputs, normalise, resolve_dtype, use_precision
 
@@ -50,7 +50,9 @@ def permutation_moments(
     """Exact mean and SD of the EPG of ``y`` over all orderings of its steps (the shuffle test's null).
 
     Available for two-tap stencils: unit or uniform spacing with np.gradient edges, forward or backward
-    differences; a ValueError otherwise (non-uniform central grids, higher accuracy or order).
+    differences; a ValueError otherwise (non-uniform central grids, higher accuracy or order). Memory: one
+    table of N(N+1)/2 distances per curve (chunks of curves are bounded by bytes); curves of more than
+    ``MAX_TABLE_STEPS`` = 8,192 steps are refused with a DataError before anything is allocated.
     """
     if norm not in ("l2", "l1"):
         raise UsageError(f"unknown norm {norm!r}; use 'l2' or 'l1'")
@@ -60,6 +62,9 @@ def permutation_moments(
         if x is not None:
             check_grid(x, n)
         vector = class_axis is not None
+        if n > MAX_TABLE_STEPS:  # checked before anything of size N^2 (or the stencil plan) is built
+            raise DataError(f"exact permutation moments of curves with {n:,} steps are refused: they need a table "
+                            f"of N(N+1)/2 distances per curve; the limit is N = {MAX_TABLE_STEPS:,} steps")
         kernel = make_epg_kernel(n, x, weighting, vector, norm, dict(derivative_options))
         if kernel.moments is None:
             raise UsageError(

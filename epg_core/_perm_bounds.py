@@ -71,7 +71,7 @@ def _binom_pmf(m: int, p: float) -> np.ndarray:
 def stop_pvalue(s: np.ndarray | int, n: np.ndarray | int, two_sided: bool) -> np.ndarray:
     """The Monte Carlo p-value of a curve with ``s`` extreme shuffles out of ``n`` (same formula as fixed K)."""
     p = (np.asarray(s, np.float64) + 1.0) / (np.asarray(n, np.float64) + 1.0)
-    return np.minimum(1.0, 2.0 * p) if two_sided else p
+    return np.asarray(np.minimum(1.0, 2.0 * p) if two_sided else p)
 
 
 @functools.lru_cache(maxsize=32)

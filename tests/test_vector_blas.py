@@ -1,0 +1,78 @@
+"""Vector EPG through matrix products (issue 20): the distance tables equal direct distances, the shuffle test
+equals full enumeration in numpy, and exact moments refuse curves whose N^2 table would not fit."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import numpy as np
+import pytest
+
+import epg_core as E
+from epg_core._perm_kernels import MAX_TABLE_STEPS, host_pair_table, relabel_table
+
+
+def _smooth_vectors(b: int, n: int, c: int, seed: int = 0) -> np.ndarray:
+    """Output vectors that drift slowly around a large common offset: adjacent steps are very close, the
+    case where ``|a|^2 + |b|^2 - 2 a.b`` cancels."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 1, n)[None, :, None]
+    base = rng.random((b, 1, c))
+    return (0.5 + 0.4 * base + 0.01 * t * rng.normal(size=(b, 1, c)) + 1e-5 * rng.random((b, n, c))).astype(
+        np.float32)
+
+
+def _direct(z: np.ndarray) -> np.ndarray:
+    n = z.shape[1]
+    hi, lo = np.tril_indices(n)
+    return np.sqrt(np.sum((z[:, hi] - z[:, lo]) ** 2, axis=-1))
+
+
+@pytest.mark.parametrize("classes", [10, 1000])
+def test_distance_tables_equal_direct_distances(classes: int) -> None:
+    y = _smooth_vectors(6, 40, classes)
+    z = y.astype(np.float64)
+    ref = _direct(z)
+    off = np.tril_indices(40)[0] != np.tril_indices(40)[1]
+    table32 = host_pair_table(z).astype(np.float32)  # what the kernel reads in float32
+    rel = np.abs(table32[:, off] - ref[:, off]) / ref[:, off]
+    assert rel.max() <= 1e-5, rel.max()
+    if classes == 1000:  # the trap the table avoids: the same identity in float32 loses far more
+        y32 = y - y.mean(axis=1, keepdims=True)
+        sq = np.einsum("bnc,bnc->bn", y32, y32)
+        gram = np.matmul(y32, np.swapaxes(y32, 1, 2))
+        hi, lo = np.tril_indices(40)
+        naive = np.sqrt(np.maximum(sq[:, hi] + sq[:, lo] - 2 * gram[:, hi, lo], 0))
+        assert np.max(np.abs(naive[:, off] - ref[:, off]) / ref[:, off]) > 1e-4
+    perm = np.stack([np.random.default_rng(i).permutation(40) for i in range(6)])
+    np.testing.assert_allclose(relabel_table(host_pair_table(z), perm),
+                               _direct(np.take_along_axis(z, perm[:, :, None], axis=1)), rtol=1e-9, atol=1e-12)
+
+
+def test_vector_shuffle_test_equals_full_enumeration() -> None:
+    y = _smooth_vectors(3, 6, 50, seed=2)
+    y[1] = np.random.default_rng(3).random((6, 50))
+    res = E.permutation_test(y, class_axis=-1, exact=True, return_null=True, precision="float64")
+    perms = np.array(list(itertools.permutations(range(6))))
+    z = y.astype(np.float64)
+    for i in range(3):
+        grads = np.gradient(z[i][perms], axis=1)  # [720, 6, 50]
+        null = np.mean(np.linalg.norm(grads, axis=-1), axis=1)
+        assert res.null is not None
+        np.testing.assert_allclose(np.sort(res.null[i]), np.sort(null), rtol=1e-9)
+        obs = np.mean(np.linalg.norm(np.gradient(z[i], axis=0), axis=-1))
+        assert float(res.statistic[i]) == pytest.approx(obs, rel=1e-9)
+    # float32 (the default): the same statistic to 1e-5 relative on the cancellation-prone curves
+    res32 = E.permutation_test(y, class_axis=-1, n_permutations=500)
+    np.testing.assert_allclose(res32.statistic, res.statistic, rtol=1e-5)
+
+
+def test_moments_refuse_three_million_steps_before_allocating() -> None:
+    y = np.random.default_rng(0).random(3_000_000, dtype=np.float32)
+    t0 = time.perf_counter()
+    with pytest.raises(E.DataError, match=f"{MAX_TABLE_STEPS:,}"):
+        E.permutation_moments(y)
+    with pytest.raises(E.DataError, match="steps"):
+        E.permutation_moments(np.zeros((2, MAX_TABLE_STEPS + 1, 3), np.float32), class_axis=-1)
+    assert time.perf_counter() - t0 < 5
