@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from epg_bridges.interventions import Pix2PixOptions, pix2pix_sweep, quiet_libraries, select_device
+from epg_bridges.interventions import Counter, make_editor, quiet_libraries, select_device
 from epg_bridges.testing import tiny_random_pipeline, tiny_tokenizer
 
 PROMPT = "make it a cat"
@@ -88,8 +88,9 @@ def _per_scale(pipe: Any, image: Image.Image, scales: np.ndarray, steps: int) ->
 
 
 def _batched(pipe: Any, image: Image.Image, scales: np.ndarray, steps: int, batch_size: int) -> np.ndarray:
-    options = Pix2PixOptions(image_guidance_scale=IMAGE_GUIDANCE, num_inference_steps=steps, batch_size=batch_size)
-    return pix2pix_sweep(pipe, image, PROMPT, scales, options, seed=SEED)
+    editor = make_editor("instruct-pix2pix", {"image_guidance_scale": IMAGE_GUIDANCE}).use(pipe)
+    return editor.edit(image, PROMPT, np.asarray(scales, float), seed=SEED, steps=steps, batch_size=batch_size,
+                       counter=Counter(None, 0))
 
 
 def _timed(device: torch.device, repeats: int, fn: Any, *args: Any) -> tuple[float, np.ndarray]:

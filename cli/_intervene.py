@@ -11,7 +11,6 @@ Beside the file goes one contact-sheet PNG per sequence (``<file stem>.<sequence
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,25 +19,34 @@ import click
 
 from ._errors import CliUsageError, EpgGroup
 from ._extras import needs_extras
-from ._intervene_files import (
-    LIST_COLUMNS,
-    common_output_options,
-    plan_outputs,
-    print_sequences,
-    sequence_row,
-    slug,
-    write_sequences,
-)
+from ._intervene_files import LIST_COLUMNS, common_output_options, default_out, report, sequence_row
 from ._options import executor_options, progress_bar, quiet_option, seed_option, threads_option
 from ._types import SIZE, FiniteRange, FloatList, IntTuple
 
 if TYPE_CHECKING:
-    from epg_core import InterventionSequence
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
 
 _SYNTHETIC_KINDS = (
     "background", "darken-background", "brighten-background", "brightness", "hue", "patch", "rotation",
 )
-_METHODS = ("instruct-pix2pix", "ledits++")
+_METHODS = ("instruct-pix2pix", "ledits++", "cosxl", "flux-kontext", "qwen-image-edit", "mgie")
+
+
+def _bars(quiet: bool, unit: str) -> Callable[[str], AbstractContextManager[Any]]:
+    """One progress bar per sequence (the library calls it with the sequence's description)."""
+    return lambda desc: progress_bar(desc, unit, quiet)
+
+
+def _editor_options(pairs: Sequence[str]) -> dict[str, str]:
+    """``-O KEY=VALUE`` pairs as a dict (values converted later by the editor's options dataclass)."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CliUsageError(f"-O/--editor-option {pair!r}: use KEY=VALUE")
+        out[key.strip()] = value
+    return out
 
 
 # -------------------------------------------------------------------------------------------- commands
@@ -66,32 +74,41 @@ def intervene() -> None:
 @click.option("--model", "-m", required=True,
               help="Local diffusers pipeline folder, or a hub id already in the Hugging Face cache "
                    "(nothing is downloaded).")
-@click.option("--method", type=click.Choice(_METHODS), default="instruct-pix2pix", show_default=True,
-              help="Editor: InstructPix2Pix (batched text-guidance sweep) or LEDITS++ (one inversion, "
-                   "edit-guidance sweep).")
+@click.option("--method", type=str, default="instruct-pix2pix", show_default=True,
+              help=f"Editor: {', '.join(_METHODS)}, or your own Editor subclass as package.module:Class. "
+                   "Each sweeps its own scale: text guidance (instruct-pix2pix, cosxl, mgie), edit guidance "
+                   "(ledits++), distilled guidance (flux-kontext), true CFG (qwen-image-edit).")
+@click.option("--editor-option", "-O", "editor_option", multiple=True, metavar="KEY=VALUE",
+              help="An option of the editor (repeatable), checked by its options dataclass; a wrong key lists "
+                   "the valid ones. E.g. -O image_guidance_scale=1.5, -O true_cfg_scale=2 (flux-kontext).")
 @click.option("--scales", type=FloatList(increasing=True), default=None,
-              help="Comma-separated guidance scales, strictly increasing, all > 1 (InstructPix2Pix) or > 0 "
-                   "(LEDITS++). Default: --n-scales values up to --max-scale.")
+              help="Comma-separated scales, strictly increasing, all above the editor's 'off' value (1, or 0 "
+                   "for LEDITS++). Default: --n-scales values up to --max-scale.")
 @click.option("--n-scales", type=click.IntRange(1, 10_000), default=100, show_default=True,
-              help="Number of guidance scales of the default grid.")
-@click.option("--max-scale", type=FiniteRange(min=0, min_open=True), default=15.0, show_default=True,
-              help="Largest scale of the default grid.")
-@click.option("--image-guidance", type=FiniteRange(min=1), default=2.5, show_default=True,
-              help="Fixed image guidance scale (InstructPix2Pix, >= 1).")
+              help="Number of scales of the default grid.")
+@click.option("--max-scale", type=FiniteRange(min=0, min_open=True), default=None,
+              help="Largest scale of the default grid (default: the editor's, 15 for InstructPix2Pix).")
 @click.option("--steps", type=click.IntRange(1, 10_000), default=None,
-              help="Denoising steps (InstructPix2Pix, default 100) or inversion steps (LEDITS++, default 30).")
+              help="Denoising steps (default: the editor's, 100 for InstructPix2Pix) or inversion steps "
+                   "(LEDITS++, default 30).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=8, show_default=True,
-              help="Guidance scales per batched denoising loop (InstructPix2Pix).")
+              help="Scales denoised together (the most latents held at once); changes only speed and memory.")
 @click.option("--size", type=SIZE, default=None,
               help="Edit resolution N or WIDTHxHEIGHT (default: the image's own, rounded down to the editor's "
                    "multiple).")
 @click.option("--device", type=str, default="auto", show_default=True, help="torch device: auto, cpu, cuda, cuda:1...")
-@click.option("--skip", type=FiniteRange(0, 1, max_open=True), default=0.15, show_default=True,
-              help="LEDITS++: skipped share of the diffusion.")
-@click.option("--edit-threshold", type=FiniteRange(0, 1), default=0.9, show_default=True,
-              help="LEDITS++: mask threshold.")
-@click.option("--reverse", is_flag=True, help="LEDITS++: push away from the prompt instead of towards it.")
-@common_output_options("Property name (default: the method, instruct-pix2pix or leditspp).")
+@click.option("--image-guidance", type=FiniteRange(min=1), default=None,
+              help="Alias of -O image_guidance_scale=X (instruct-pix2pix 2.5, cosxl and mgie 1.5).")
+@click.option("--skip", type=FiniteRange(0, 1, max_open=True), default=None,
+              help="Alias of -O skip=X (LEDITS++: skipped share of the diffusion, default 0.15).")
+@click.option("--edit-threshold", type=FiniteRange(0, 1), default=None,
+              help="Alias of -O edit_threshold=X (LEDITS++: mask threshold, default 0.9).")
+@click.option("--reverse", is_flag=True,
+              help="Alias of -O reverse_editing_direction=true (LEDITS++: push away from the prompt).")
+@click.option("--embeddings", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Alias of -O embeddings=FILE (mgie: .npz/.pt/.safetensors with prompt_embeds and optionally "
+                   "negative_prompt_embeds, made with MGIE's code; see the README).")
+@common_output_options("Property name (default: the method, e.g. instruct-pix2pix or leditspp).")
 @executor_options("Where images are edited: this process, or Ray workers, one image per task and one GPU per "
                   "worker when the cluster has GPUs (a local Ray instance, or --ray-address).")
 @seed_option
@@ -99,74 +116,58 @@ def intervene() -> None:
 @quiet_option
 @needs_extras("intervene edit", "edit")
 def edit_cmd(
-    images: tuple[Path, ...], instruction: str, model: str, method: str, scales: list[float] | None, n_scales: int,
-    max_scale: float, image_guidance: float, steps: int | None, batch_size: int, size: tuple[int, int] | None,
-    device: str, skip: float, edit_threshold: float, reverse: bool, out: Path | None, append: bool,
+    images: tuple[Path, ...], instruction: str, model: str, method: str, editor_option: tuple[str, ...],
+    scales: list[float] | None, n_scales: int, max_scale: float | None, steps: int | None, batch_size: int,
+    size: tuple[int, int] | None, device: str, image_guidance: float | None, skip: float | None,
+    edit_threshold: float | None, reverse: bool, embeddings: Path | None, out: Path | None, append: bool,
     property_name: str | None, name: str | None, executor: str, ray_address: str | None, sheet_steps: int,
     seed: int, threads: int, quiet: bool,
 ) -> None:
     """Sweep an image editor's guidance scale on each image: step 0 is the original, then one edit per scale.
 
-    The same seed is used for every step, so only the guidance scale changes between steps. The pipeline is
-    loaded once for all images.
+    The same seed is used for every step, so only the scale changes between steps. The pipeline is loaded once
+    for all images. Each finished sequence is stored at once: rerunning a killed command resumes where it
+    stopped (sequences already stored with the same options are kept, not recomputed).
 
     \b
     Example:
         epg intervene edit cat1.jpg cat2.jpg -i "make the background dark" -m ./instruct-pix2pix \\
             --size 512 --n-scales 100 --max-scale 15 --batch-size 8 --property dark-bg -o study.h5 --append
         epg intervene edit cat.jpg -i "dark background" -m ./sd-v1-5 --method ledits++ --scales 1,2,4,8
+        epg intervene edit cat.jpg -i "make it snowy" -m ./flux-kontext --method flux-kontext --steps 28 \\
+            --scales 1.5,2.5,3.5 -O true_cfg_scale=1
+        epg intervene edit cat.jpg -i "make it a dog" -m ./my-editor --method mypkg.editors:MyEditor
         epg intervene edit photos/*.jpg -i "make it snow" -m ./instruct-pix2pix --executor ray --ray-address auto
     """
     from epg_bridges.executors import ExecutorOptions
-    from epg_bridges.interventions import (
-        default_guidance_scales,
-        edit_sequence,
-        load_image,
-        load_pipeline,
-        options_for,
-        validate_scales,
-    )
+    from epg_bridges.interventions import EditSpec, make_interventions
 
-    start = 1.0 if method == "instruct-pix2pix" else 0.0
-    grid = validate_scales(  # checked before the (slow) model loading
-        scales if scales is not None else default_guidance_scales(n_scales, max_scale, start=start),
-        minimum=start, name="--scales" if scales is not None else "guidance scales",
-    )
-    defaults = options_for(method)
-    if method == "instruct-pix2pix":
-        options = dataclasses.replace(defaults, image_guidance_scale=image_guidance, batch_size=batch_size,
-                                      num_inference_steps=steps or defaults.num_inference_steps)  # type: ignore[union-attr]
-    else:
-        options = dataclasses.replace(defaults, skip=skip, edit_threshold=edit_threshold,
-                                      reverse_editing_direction=reverse,
-                                      num_inversion_steps=steps or defaults.num_inversion_steps)  # type: ignore[union-attr]
-    prop = property_name or method.replace("++", "pp")
-    plan = plan_outputs(images, [p.stem for p in images], prop, name, out, append, list(images))
-    on = ExecutorOptions(executor=executor, ray_address=ray_address)
-    pictures = [load_image(p) for p in images]  # every image read before the model is loaded
-    edited: list[InterventionSequence] = []
-    if on.executor == "ray":  # the pipeline is loaded once per worker; each image is one task
-        from epg_bridges.interventions import EditJob, edit_images
+    options: dict[str, Any] = _editor_options(editor_option)
+    aliases = {"image_guidance_scale": image_guidance, "skip": skip, "edit_threshold": edit_threshold,
+               "reverse_editing_direction": True if reverse else None,
+               "embeddings": str(embeddings) if embeddings is not None else None}
+    options.update({k: v for k, v in aliases.items() if v is not None})
+    spec = EditSpec(method=method, model=str(model), instruction=instruction,
+                    scales=tuple(scales) if scales is not None else None, n_scales=n_scales, max_scale=max_scale,
+                    steps=steps, seed=seed, size=size, batch_size=batch_size, options=options, device=device,
+                    threads=threads)
+    prop = property_name or _slug(method.replace("++", "pp"), "edit")
+    target = out if out is not None else default_out(list(images), [p.stem for p in images], prop, name)
+    if device != "auto":  # a bad device is a usage error found before the model is loaded
+        from epg_bridges.interventions import select_device
 
-        job = EditJob(pictures, instruction, model, method, device, options, grid, seed, size, threads)
-        with progress_bar(f"{method} edits", "img", quiet) as progress:
-            edited = edit_images(job, on, progress)
-    else:
-        if threads:
-            import torch
+        select_device(device)
+    made = make_interventions(target, "edit", list(images), property=prop, options=spec, name=name, append=append,
+                              sheet_steps=sheet_steps, inputs=[embeddings],
+                              executor=ExecutorOptions(executor=executor, ray_address=ray_address),
+                              bar=_bars(quiet, "step"))
+    report(made, quiet)
 
-            torch.set_num_threads(threads)
-        pipe = load_pipeline(model, method=method, device=device)  # type: ignore[arg-type]
-        for seq_name, picture in zip(plan.names, pictures, strict=True):
-            with progress_bar(f"{method} {seq_name}", "step", quiet) as progress:
-                edited.append(edit_sequence(picture, instruction, pipe=pipe, model=model, options=options,
-                                            guidance_scales=grid, seed=seed, size=size, progress=progress))
-    made: dict[str, InterventionSequence] = {}
-    for seq_name, image_id, path, seq in zip(plan.names, plan.images, images, edited, strict=True):
-        made[seq_name] = dataclasses.replace(seq, attrs={
-            **seq.attrs, "description": seq.attrs.get("property", ""), "property": prop, "image": image_id,
-            "image_file": str(path.resolve())})
-    print_sequences(made, write_sequences(plan, made, sheet_steps))
+
+def _slug(text: str, fallback: str = "value") -> str:
+    from epg_bridges.interventions import slug
+
+    return slug(text, fallback)
 
 
 def _kind_and_images(args: Sequence[str], kind: str | None) -> tuple[str, list[Path]]:
@@ -231,7 +232,7 @@ def synthetic_cmd(
     """
     import numpy as np
 
-    from epg_bridges.interventions import default_values, load_image, synthetic_sequence
+    from epg_bridges.interventions import default_values, load_image, make_interventions
     from epg_core import UsageError
 
     kind, images = _kind_and_images(args, kind)
@@ -245,25 +246,20 @@ def synthetic_cmd(
     if len(grid) < 2:
         raise CliUsageError(f"--values: a sequence needs at least 2 values, got {len(grid)}")
     prop = property_name or kind
-    plan = plan_outputs(images, [p.stem for p in images], prop, name, out, append, [*images, patch_path, mask_path])
-    pictures = [load_image(p, size=size) for p in images]  # every image read before the work starts
-    params: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
+    params: dict[str, Any] = {"values": grid, "size": size}
     if kind in ("background", "darken-background", "brighten-background"):
         params["sigma"] = sigma
     elif kind == "patch" and patch_path is not None:
         params.update(patch=_load_patch(patch_path), seed=seed, position=position)
         params["mask"] = load_image(mask_path, mode="L") if mask_path is not None else None
-        extra.update(patch_file=str(patch_path.resolve()),
-                     mask_file=str(mask_path.resolve()) if mask_path is not None else None)
+        params["attrs"] = {"patch_file": str(patch_path.resolve()),
+                           "mask_file": str(mask_path.resolve()) if mask_path is not None else None}
     elif kind == "rotation":
         params["fill"] = fill
-    made: dict[str, InterventionSequence] = {}
-    for seq_name, image_id, path, picture in zip(plan.names, plan.images, images, pictures, strict=True):
-        attrs = {"property": prop, "image": image_id, "image_file": str(path.resolve()), **extra}
-        with progress_bar(f"synthetic {seq_name}", "img", quiet) as progress:
-            made[seq_name] = synthetic_sequence(picture, kind, grid, attrs=attrs, progress=progress, **params)
-    print_sequences(made, write_sequences(plan, made, sheet_steps))
+    target = out if out is not None else default_out(images, [p.stem for p in images], prop, name)
+    made = make_interventions(target, kind, images, property=prop, options=params, name=name, append=append,
+                              sheet_steps=sheet_steps, inputs=[patch_path, mask_path], bar=_bars(quiet, "img"))
+    report(made, quiet)
 
 
 def _load_patch(path: Path) -> Any:
@@ -299,19 +295,17 @@ def frames_cmd(
         epg intervene frames turntable/ --values angles.csv --property angle --unit deg --size 224
         epg intervene frames car1/ car2/ car3/ --values angles.csv --property angle -o turntables.h5
     """
-    from epg_bridges.interventions import frames_sequence, list_frames, read_values_csv
+    from epg_bridges.interventions import make_interventions, read_values_csv
 
     header = read_values_csv(values_csv, column=column)[1] if values_csv is not None else None
-    prop = property_name or slug(header or ("value" if values_csv is not None else "frame-index"), "value")
+    prop = property_name or _slug(header or ("value" if values_csv is not None else "frame-index"))
     stems = [f.resolve().name or "frames" for f in folders]
-    frame_files = [p for f in folders for p in list_frames(f)]
-    plan = plan_outputs(folders, stems, prop, name, out, append, [values_csv, *frame_files])
-    made: dict[str, InterventionSequence] = {}
-    for seq_name, image_id, folder in zip(plan.names, plan.images, folders, strict=True):
-        with progress_bar(f"frames {seq_name}", "img", quiet) as progress:
-            made[seq_name] = frames_sequence(folder, values_csv=values_csv, column=column, size=size, property=prop,
-                                             unit=unit, attrs={"image": image_id}, progress=progress)
-    print_sequences(made, write_sequences(plan, made, sheet_steps))
+    target = out if out is not None else default_out(list(folders), stems, prop, name)
+    options = {"values_csv": values_csv, "column": column, "size": size, "unit": unit}
+    made = make_interventions(target, "frames", list(folders), property=prop, options=options, name=name,
+                              append=append, sheet_steps=sheet_steps, inputs=[values_csv], bar=_bars(quiet, "img"),
+                              stems=stems)
+    report(made, quiet)
 
 
 @intervene.command("list")

@@ -35,7 +35,7 @@ def photo(tmp_path: Path) -> Path:
 
 def test_synthetic_writes_the_file_and_the_contact_sheet(photo: Path, tmp_path: Path) -> None:
     out = tmp_path / "out" / "dark.h5"
-    result = run_cli("intervene", "synthetic", photo, "--kind", "darken-background", "--n-steps", 6, "-o", out, "-q")
+    result = run_cli("intervene", "synthetic", photo, "--kind", "darken-background", "--n-steps", 6, "-o", out)
     assert result.exit_code == 0, result.output
     sheet_path = out.with_name("dark.cat-darken-background.png")  # <file stem>.<sequence>.png
     assert f"wrote {out}" in result.stdout and f"wrote {sheet_path}" in result.stdout
@@ -118,7 +118,7 @@ def test_bad_data_exits_1_with_one_line(photo: Path, tiny_model: Path, tmp_path:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
     one_line_error(run_cli("intervene", "synthetic", bad, "--kind", "hue", "-q"), 1, "bad.jpg", "not an image file")
-    one_line_error(run_cli("intervene", "synthetic", tmp_path / "nope.png", "--kind", "hue"), 1,
+    one_line_error(run_cli("intervene", "synthetic", tmp_path / "nope.png", "--kind", "hue"), 2,
                    "image file not found")
     (tmp_path / "empty").mkdir()
     one_line_error(run_cli("intervene", "frames", tmp_path / "empty", "-q"), 1, "no image files")
@@ -196,7 +196,7 @@ def test_several_images_make_one_sequence_each(tmp_path: Path) -> None:
               write_image(tmp_path / "other" / "a.png", seed=3)]  # the same stem twice
     out = tmp_path / "study.h5"
     result = run_cli("intervene", "synthetic", "darken-background", *images, "--n-steps", 4, "--sigma", 0.4,
-                     "-o", out, "-q")
+                     "-o", out)
     assert result.exit_code == 0, result.output
     seqs = read_interventions(out)
     assert list(seqs) == ["a-darken-background", "b-darken-background", "a-2-darken-background"]
@@ -253,13 +253,16 @@ def test_refused_commands_change_nothing(tmp_path: Path) -> None:
     before = {p: _sha256(p) for p in files}
     synthetic = ["intervene", "synthetic", "hue", "--n-steps", 2, "-o", out, "-q"]
     one_line_error(run_cli(*synthetic, a), 2, "study.h5", "exists", "--append")  # never replaced silently
-    one_line_error(run_cli(*synthetic, b, a, "--append"), 2, "study.h5", "'b-hue'", "never replaces")
-    one_line_error(run_cli(*synthetic, a, "--name", "a-hue", "--append"), 2, "'a-hue'")
+    one_line_error(run_cli(*synthetic, b, a, "--append", "--n-steps", 3), 2, "study.h5", "'b-hue'", "never replaces")
+    one_line_error(run_cli(*synthetic, a, "--name", "a-hue", "--append", "--n-steps", 3), 2, "'a-hue'")
     one_line_error(run_cli(*synthetic, a, b, "--name", "x", "--append"), 2, "--name", "2 inputs")
     one_line_error(run_cli(*synthetic, a, a, "--property", "p", "--append"), 2, "a.png", "given twice")
     one_line_error(run_cli(*synthetic, a, "--property", "bad name", "--append"), 2, "--property", "'bad name'")
     one_line_error(run_cli(*synthetic, a, "--name", "../x", "--append"), 2, "--name")
     assert sorted(p for p in tmp_path.iterdir() if p.is_file()) == files
+    assert {p: _sha256(p) for p in files} == before
+    # the same command again (with --append) keeps what is stored: nothing computed, nothing written
+    assert run_cli(*synthetic, a, b, "--append").exit_code == 0
     assert {p: _sha256(p) for p in files} == before
 
 

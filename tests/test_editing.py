@@ -17,14 +17,12 @@ import torch
 from PIL import Image
 
 from epg_bridges.interventions import (
-    LeditsOptions,
-    Pix2PixOptions,
+    Counter,
     check_tokenizer,
     default_guidance_scales,
     edit_sequence,
-    ledits_sweep,
     load_pipeline,
-    pix2pix_sweep,
+    make_editor,
     prepare_edit_image,
     select_device,
     validate_scales,
@@ -35,7 +33,29 @@ from epg_core import DataError, UsageError, read_interventions, write_interventi
 STEPS = 3
 SEED = 11
 SCALES = [1.5, 3.0, 7.5, 14.0]
-OPTS = Pix2PixOptions(image_guidance_scale=1.5, num_inference_steps=STEPS, batch_size=3)
+OPTS = {"image_guidance_scale": 1.5}
+
+
+def pix2pix_sweep(pipe: Any, image: Any, instruction: str, scales: list[float], options: dict[str, Any] | None = None,
+                  *, seed: int = 0, steps: int = STEPS, batch_size: int = 3, progress: Any = None) -> np.ndarray:
+    """The InstructPix2Pix editor's float frames (before rounding to uint8)."""
+    editor = make_editor("instruct-pix2pix", options or OPTS).use(pipe)
+    total = len(scales) * steps
+    return editor.edit(editor.prepare(image), instruction, np.asarray(scales, float), seed=seed, steps=steps,
+                       batch_size=batch_size, counter=Counter(progress, total))
+
+
+def ledits_sweep(pipe: Any, image: Any, prompt: str, scales: list[float], options: dict[str, Any] | None = None,
+                 *, seed: int = 0, steps: int = STEPS, progress: Any = None) -> np.ndarray:
+    """The LEDITS++ editor's float frames; checks like ``sweep`` (multiples of 32, scales > 0)."""
+    editor = make_editor("ledits++", options).use(pipe)
+    grid = editor.check_scales(scales)
+    return editor.edit(as_is(image), prompt, grid, seed=seed, steps=steps, batch_size=1,
+                       counter=Counter(progress, len(scales) + 1))
+
+
+def as_is(image: Any) -> Image.Image:
+    return image if isinstance(image, Image.Image) else Image.fromarray(image)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -108,7 +128,7 @@ def test_batched_sweep_equals_stock_per_scale_calls(ip2p: Any, picture: Image.Im
 def test_same_seed_same_images_and_batch_size_does_not_matter(ip2p: Any, picture: Image.Image) -> None:
     a = pix2pix_sweep(ip2p, picture, "make it a cat", SCALES[:3], OPTS, seed=SEED)
     b = pix2pix_sweep(ip2p, picture, "make it a cat", SCALES[:3], OPTS, seed=SEED)
-    one = pix2pix_sweep(ip2p, picture, "make it a cat", SCALES[:3], Pix2PixOptions(1.5, STEPS, 1), seed=SEED)
+    one = pix2pix_sweep(ip2p, picture, "make it a cat", SCALES[:3], OPTS, seed=SEED, batch_size=1)
     assert np.array_equal(a, b)
     assert np.abs(a - one).max() < 1e-4
     other = pix2pix_sweep(ip2p, picture, "make it a cat", SCALES[:3], OPTS, seed=SEED + 1)
@@ -118,8 +138,8 @@ def test_same_seed_same_images_and_batch_size_does_not_matter(ip2p: Any, picture
 def test_edit_sequence_holds_the_original_and_one_image_per_scale(ip2p: Any, picture: Image.Image,
                                                                   tmp_path: Path) -> None:
     big = picture.resize((37, 35))  # not a multiple of the VAE factor: cropped down by resizing
-    seq = edit_sequence(np.asarray(big), "make it a cat", pipe=ip2p, guidance_scales=SCALES, seed=SEED,
-                        options=Pix2PixOptions(image_guidance_scale=1.5, num_inference_steps=STEPS, batch_size=2))
+    seq = edit_sequence(np.asarray(big), "make it a cat", editor=make_editor("instruct-pix2pix", OPTS).use(ip2p),
+                        scales=SCALES, seed=SEED, steps=STEPS, batch_size=2)
     assert seq.images.shape == (len(SCALES) + 1, 34, 36, 3)
     assert np.array_equal(seq.values, [1.0, *SCALES])
     expected_original = np.asarray(prepare_edit_image(big, multiple=ip2p.vae_scale_factor))
@@ -140,7 +160,7 @@ def test_edit_sequence_holds_the_original_and_one_image_per_scale(ip2p: Any, pic
 def test_ledits_sweep_reuses_one_inversion_and_equals_stock_calls(ledits: Any, picture: Image.Image) -> None:
     scales = [2.0, 6.0, 12.0]
     calls: list[tuple[int, int]] = []
-    ours = ledits_sweep(ledits, picture, "cat", scales, LeditsOptions(num_inversion_steps=STEPS), seed=SEED,
+    ours = ledits_sweep(ledits, picture, "cat", scales, seed=SEED,
                         progress=lambda done, total: calls.append((done, total)))
     assert calls == [(i, len(scales) + 1) for i in range(len(scales) + 2)]  # the inversion, then each scale
     stock = []
@@ -152,29 +172,27 @@ def test_ledits_sweep_reuses_one_inversion_and_equals_stock_calls(ledits: Any, p
     assert ours.shape == (3, 32, 32, 3)
     assert np.abs(ours - stock_arr).max() < 1e-4
     assert np.abs(stock_arr[0] - stock_arr[-1]).max() > 0.01
-    again = ledits_sweep(ledits, picture, "cat", scales, LeditsOptions(num_inversion_steps=STEPS), seed=SEED)
+    again = ledits_sweep(ledits, picture, "cat", scales, seed=SEED)
     assert np.array_equal(ours, again)
 
 
 def test_ledits_sequence_starts_at_zero_guidance(ledits: Any, picture: Image.Image) -> None:
-    seq = edit_sequence(picture.resize((40, 70)), "cat", pipe=ledits, options=LeditsOptions(num_inversion_steps=2),
-                        guidance_scales=[1.0, 5.0], seed=1)
+    editor = make_editor("ledits++").use(ledits)
+    seq = edit_sequence(picture.resize((40, 70)), "cat", editor=editor, steps=2, scales=[1.0, 5.0], seed=1)
     assert seq.images.shape == (3, 64, 32, 3)  # sides rounded down to multiples of 32
     assert np.array_equal(seq.values, [0.0, 1.0, 5.0])
     assert seq.attrs["batched"] is False and seq.attrs["property"] == "edit guidance scale"
     with pytest.raises(UsageError, match="multiples of 32"):
-        ledits_sweep(ledits, picture.resize((40, 40)), "cat", [1.0], LeditsOptions(num_inversion_steps=2))
+        ledits_sweep(ledits, picture.resize((40, 40)), "cat", [1.0], steps=2)
     with pytest.raises(UsageError, match="must all be > 0"):
-        edit_sequence(picture, "cat", pipe=ledits, options=LeditsOptions(), guidance_scales=[0.0, 1.0])
+        edit_sequence(picture, "cat", editor=editor, scales=[0.0, 1.0])
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda: Pix2PixOptions(image_guidance_scale=0.5), "image guidance scale must be >= 1"),
-    (lambda: Pix2PixOptions(num_inference_steps=0), "num_inference_steps must be an integer >= 1"),
-    (lambda: Pix2PixOptions(batch_size=0), "batch size must be"),
-    (lambda: LeditsOptions(skip=1.0), r"skip must lie in \[0, 1\)"),
-    (lambda: LeditsOptions(edit_threshold=1.5), "edit threshold"),
-    (lambda: LeditsOptions(num_inversion_steps=2.5), "num_inversion_steps"),  # type: ignore[arg-type]
+    (lambda: make_editor("instruct-pix2pix", {"image_guidance_scale": 0.5}), "image_guidance_scale must be >= 1"),
+    (lambda: make_editor("ledits++", {"skip": 1.0}), r"skip must lie in \[0, 1\)"),
+    (lambda: make_editor("ledits++", {"edit_threshold": 1.5}), "edit_threshold"),
+    (lambda: make_editor("ledits++", {"num_inversion_steps": 2}), "no option 'num_inversion_steps'"),
 ])
 def test_bad_editor_options_are_refused_on_construction(make: Any, match: str) -> None:
     with pytest.raises(UsageError, match=match):
@@ -208,9 +226,8 @@ def test_saved_pipeline_loads_from_local_files(ip2p: Any, picture: Image.Image, 
     ip2p.save_pretrained(tmp_path / "tiny")
     loaded = load_pipeline(tmp_path / "tiny", device="cpu")
     assert loaded.unet.dtype == torch.float32
-    opts = Pix2PixOptions(image_guidance_scale=1.5, num_inference_steps=2, batch_size=2)
-    a = pix2pix_sweep(ip2p, picture, "make it a cat", [2.0, 5.0], opts, seed=SEED)
-    b = pix2pix_sweep(loaded, picture, "make it a cat", [2.0, 5.0], opts, seed=SEED)
+    a = pix2pix_sweep(ip2p, picture, "make it a cat", [2.0, 5.0], seed=SEED, steps=2, batch_size=2)
+    b = pix2pix_sweep(loaded, picture, "make it a cat", [2.0, 5.0], seed=SEED, steps=2, batch_size=2)
     assert np.abs(a - b).max() < 1e-5
     for name in ("vocab.json", "merges.txt", "tokenizer.json"):
         (tmp_path / "tiny" / "tokenizer" / name).unlink(missing_ok=True)

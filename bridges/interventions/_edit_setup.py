@@ -1,6 +1,6 @@
-"""Editing set-up: the editors' options, guidance-scale grids, device choice, loading a pipeline from local files.
+"""Editing set-up shared by the editors: guidance-scale grids, device choice, loading a pipeline from local files.
 
-See ``_editing.py`` for what the two editors do. Nothing here downloads a model. Bad arguments raise
+The editors themselves live in ``editors/`` (one file each). Nothing here downloads a model. Bad arguments raise
 :class:`epg_core.UsageError`; a missing or broken model raises :class:`epg_core.DataError`.
 """
 
@@ -12,9 +12,8 @@ import os
 import re
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,34 +23,15 @@ from epg_core import DataError, UsageError
 from .._progress import Progress
 
 __all__ = [
-    "METHODS",
-    "METHOD_INFO",
-    "Method",
     "Progress",
-    "Pix2PixOptions",
-    "LeditsOptions",
-    "EditOptions",
-    "options_for",
-    "check_method",
     "default_guidance_scales",
     "validate_scales",
     "select_device",
     "check_tokenizer",
     "quiet_libraries",
-    "pipeline_class",
-    "load_pipeline",
+    "load_pipeline_class",
     "HOW_TO_PROVIDE",
 ]
-
-Method = Literal["instruct-pix2pix", "ledits++"]
-METHODS: tuple[str, ...] = ("instruct-pix2pix", "ledits++")
-
-#: Per method: the value of the unedited step 0 (guidance off), the smallest allowed scale (exclusive),
-#: the default number of denoising / inversion steps (the diffusers defaults) and the property name.
-METHOD_INFO: dict[str, dict[str, Any]] = {
-    "instruct-pix2pix": {"original_value": 1.0, "minimum": 1.0, "steps": 100, "property": "text guidance scale"},
-    "ledits++": {"original_value": 0.0, "minimum": 0.0, "steps": 30, "property": "edit guidance scale"},
-}
 
 HOW_TO_PROVIDE = (
     "give --model a local diffusers pipeline folder (with model_index.json, e.g. from "
@@ -61,65 +41,12 @@ HOW_TO_PROVIDE = (
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+")
 
 
-@dataclass(frozen=True)
-class Pix2PixOptions:
-    """InstructPix2Pix: fixed image guidance scale (>= 1), denoising steps, guidance scales per batched loop."""
-
-    method: ClassVar[Method] = "instruct-pix2pix"
-    image_guidance_scale: float = 2.5
-    num_inference_steps: int = 100
-    batch_size: int = 8
-
-    def __post_init__(self) -> None:
-        if not float(self.image_guidance_scale) >= 1.0:
-            raise UsageError(f"image guidance scale must be >= 1 (guidance is off below 1), "
-                             f"got {self.image_guidance_scale!r}")
-        _at_least_one("num_inference_steps", self.num_inference_steps)
-        _at_least_one("batch size", self.batch_size)
-
-
-@dataclass(frozen=True)
-class LeditsOptions:
-    """LEDITS++: inversion steps, skipped share of the diffusion, mask threshold, direction, source prompt."""
-
-    method: ClassVar[Method] = "ledits++"
-    num_inversion_steps: int = 30
-    skip: float = 0.15
-    edit_threshold: float = 0.9
-    reverse_editing_direction: bool = False
-    source_prompt: str = ""
-    source_guidance_scale: float = 3.5
-
-    def __post_init__(self) -> None:
-        _at_least_one("num_inversion_steps", self.num_inversion_steps)
-        if not 0.0 <= float(self.skip) < 1.0:
-            raise UsageError(f"skip must lie in [0, 1), got {self.skip!r}")
-        if not 0.0 <= float(self.edit_threshold) <= 1.0:
-            raise UsageError(f"edit threshold must lie in [0, 1], got {self.edit_threshold!r}")
-
-
-#: The options of either editor; their class says which editor runs.
-EditOptions = Pix2PixOptions | LeditsOptions
-
-
 def _at_least_one(name: str, value: int) -> None:
     if isinstance(value, bool) or int(value) != value or value < 1:
         raise UsageError(f"{name} must be an integer >= 1, got {value!r}")
 
 
-def options_for(method: str) -> EditOptions:
-    """The default options of an editing method."""
-    return Pix2PixOptions() if check_method(method) == "instruct-pix2pix" else LeditsOptions()
-
-
 # ------------------------------------------------------------------------------------ scales, device
-
-
-def check_method(method: str) -> str:
-    """Validate the editor name."""
-    if method not in METHODS:
-        raise UsageError(f"unknown editing method {method!r}; choose one of {', '.join(METHODS)}")
-    return method
 
 
 def default_guidance_scales(n: int = 100, stop: float = 15.0, *, start: float = 1.0) -> np.ndarray:
@@ -245,40 +172,27 @@ def quiet_libraries() -> Iterator[None]:
             transformers_logging.enable_progress_bar()
 
 
-def pipeline_class(method: str) -> type:
-    """The diffusers pipeline class of an editing method."""
-    from diffusers import LEditsPPPipelineStableDiffusion, StableDiffusionInstructPix2PixPipeline
-
-    return {"instruct-pix2pix": StableDiffusionInstructPix2PixPipeline, "ledits++": LEditsPPPipelineStableDiffusion}[
-        check_method(method)
-    ]
-
-
-def load_pipeline(
+def load_pipeline_class(
+    cls: type,
     model: str | os.PathLike[str],
     *,
-    method: Method = "instruct-pix2pix",
+    name: str,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
+    **kwargs: Any,
 ) -> Any:
-    """Load an editing pipeline from local files only (local folder or cached hub id), on ``device``.
+    """Load pipeline class ``cls`` from local files only (local folder or cached hub id), on ``device``.
 
-    Fails fast with a one-line DataError that says how to provide a model when it is missing, and refuses a
-    pipeline whose tokenizer is broken. fp16 on CUDA and fp32 on CPU unless ``dtype`` is given.
+    Fails fast with a one-line DataError that says how to provide a model when it is missing. fp16 on CUDA and
+    fp32 on CPU unless ``dtype`` is given. ``kwargs`` go to ``from_pretrained``.
     """
-    check_method(method)
     source = _resolve_model(model)
     dev, default_dtype = select_device(device)
     with quiet_libraries():
-        cls = pipeline_class(method)
         try:
-            pipe = cls.from_pretrained(
-                source, local_files_only=True, torch_dtype=dtype or default_dtype,
-                safety_checker=None, requires_safety_checker=False,
-            )
+            pipe = cls.from_pretrained(source, local_files_only=True, torch_dtype=dtype or default_dtype, **kwargs)
         except Exception as exc:  # noqa: BLE001 - loader errors vary (OSError, ValueError, hub errors)
-            raise DataError(_load_error(model, source, method, exc)) from None
-    check_tokenizer(pipe.tokenizer)
+            raise DataError(_load_error(model, source, name, exc)) from None
     pipe = pipe.to(dev)
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -9,9 +9,12 @@ from typing import Any
 
 import torch
 
-from ..interventions import Method, check_method, check_tokenizer, pipeline_class, quiet_libraries
+from ..interventions import check_tokenizer, quiet_libraries
 
-__all__ = ["tiny_tokenizer", "tiny_random_pipeline"]
+__all__ = ["tiny_tokenizer", "tiny_random_pipeline", "TINY_EDITORS", "tiny_t5_tokenizer", "tiny_qwen_tokenizer"]
+
+#: the editors whose tiny pipeline ``tiny_random_pipeline`` builds
+TINY_EDITORS = ("instruct-pix2pix", "ledits++", "cosxl", "mgie", "qwen-image-edit")
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -52,62 +55,185 @@ def tiny_tokenizer(model_max_length: int = 77) -> Any:
     return tokenizer
 
 
-def tiny_random_pipeline(method: Method = "instruct-pix2pix", *, seed: int = 0, device: str = "cpu") -> Any:
+def tiny_t5_tokenizer(max_length: int = 32) -> Any:
+    """A T5 (sentencepiece unigram) tokenizer with a tiny vocabulary built in memory."""
+    from transformers import T5Tokenizer
+
+    pieces = ["<pad>", "</s>", "<unk>", "\u2581", *[f"\u2581{w}" for w in ("a", "make", "it", "cat", "dog", "the")],
+              *list("abcdefghijklmnopqrstuvwxyz")]
+    tok = T5Tokenizer(vocab=[(p, -float(i)) for i, p in enumerate(pieces)], extra_ids=0, model_max_length=max_length)
+    check_tokenizer(tok)
+    return tok
+
+
+def tiny_qwen_tokenizer() -> Any:
+    """A byte-level Qwen2 tokenizer (no merges) with the chat and vision special tokens of Qwen2.5-VL."""
+    from transformers import Qwen2Tokenizer
+
+    vocab = {c: i for i, c in enumerate(_bytes_to_unicode().values())}
+    tok = Qwen2Tokenizer(vocab=vocab, merges=[])
+    tok.add_special_tokens({"additional_special_tokens": [
+        "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]})
+    check_tokenizer(tok)
+    return tok
+
+
+def tiny_random_pipeline(method: str = "instruct-pix2pix", *, seed: int = 0, device: str = "cpu") -> Any:
     """A tiny random-weight editing pipeline (real diffusers code, nonsense images) for tests and benchmarks.
 
-    VAE downsamples by 2; InstructPix2Pix gets an 8-channel UNet and the Euler-ancestral scheduler of the real
-    model (stochastic, so it exercises the per-sample generators); LEDITS++ a 4-channel UNet with cross
-    attention down to 1/4 of the latent size (its attention masks need it) and the SDE-DPM-Solver++ scheduler.
-    Image sides must be multiples of 2 (InstructPix2Pix) or 32 (LEDITS++).
+    ``method``: one of :data:`TINY_EDITORS` (``mgie`` is an InstructPix2Pix pipeline). InstructPix2Pix's VAE
+    downsamples by 2; see each builder for its sizes.
     """
-    check_method(method)
-    tokenizer = tiny_tokenizer()
-    with quiet_libraries():
-        from diffusers import (
-            AutoencoderKL,
-            DPMSolverMultistepScheduler,
-            EulerAncestralDiscreteScheduler,
-            UNet2DConditionModel,
-        )
-        from transformers import CLIPTextConfig, CLIPTextModel
+    builders = {"instruct-pix2pix": _sd_pipeline, "mgie": _sd_pipeline, "ledits++": _sd_pipeline,
+                "cosxl": _cosxl_pipeline, "qwen-image-edit": _qwen_pipeline}
+    if method not in builders:
+        from epg_core import UsageError
 
-        torch.manual_seed(seed)
-        if method == "instruct-pix2pix":
-            unet = UNet2DConditionModel(
-                block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=8, out_channels=4,
-                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-                cross_attention_dim=16, attention_head_dim=4, norm_num_groups=8,
-            )
-            scheduler: Any = EulerAncestralDiscreteScheduler(
-                beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"
-            )
-        else:
-            unet = UNet2DConditionModel(
-                block_out_channels=(16, 32, 32), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
-                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-                up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-                cross_attention_dim=16, attention_head_dim=4, norm_num_groups=8,
-            )
-            scheduler = DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++", solver_order=2, steps_offset=1)
-        torch.manual_seed(seed + 1)
-        vae = AutoencoderKL(
-            # diffusers annotates these as 1-tuples; any sequence works
-            block_out_channels=[16, 32], in_channels=3, out_channels=3,  # pyright: ignore[reportArgumentType]
-            down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],  # pyright: ignore[reportArgumentType]
-            up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],  # pyright: ignore[reportArgumentType]
-            latent_channels=4, norm_num_groups=8, sample_size=32,
-        )
-        torch.manual_seed(seed + 2)
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id, hidden_size=16, intermediate_size=32, num_attention_heads=2,
-            num_hidden_layers=2, vocab_size=len(tokenizer), max_position_embeddings=tokenizer.model_max_length,
-        ))
-        pipe = pipeline_class(method)(
-            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-        )
+        raise UsageError(f"no tiny pipeline for {method!r}; use one of {', '.join(builders)}")
+    with quiet_libraries():
+        pipe = builders[method]("ledits++" if method == "ledits++" else "instruct-pix2pix", seed)
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def _tiny_vae(seed: int) -> Any:
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        # diffusers annotates these as 1-tuples; any sequence works
+        block_out_channels=[16, 32], in_channels=3, out_channels=3,  # pyright: ignore[reportArgumentType]
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],  # pyright: ignore[reportArgumentType]
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],  # pyright: ignore[reportArgumentType]
+        latent_channels=4, norm_num_groups=8, sample_size=32,
+    )
+
+
+def _clip_text(tokenizer: Any, seed: int, hidden: int = 16, projection: bool = False) -> Any:
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    config = CLIPTextConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, hidden_size=hidden, intermediate_size=32, num_attention_heads=2,
+        num_hidden_layers=2, vocab_size=len(tokenizer), max_position_embeddings=tokenizer.model_max_length,
+        projection_dim=hidden,
+    )
+    return CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
+
+
+def _sd_pipeline(method: str, seed: int) -> Any:
+    """InstructPix2Pix (8-channel UNet, Euler-ancestral as the real model: stochastic, so it exercises the
+    per-item generators) or LEDITS++ (4-channel UNet with cross attention down to 1/4 of the latent size, as
+    its attention masks need; SDE-DPM-Solver++). Sides: multiples of 2 (InstructPix2Pix) or 32 (LEDITS++)."""
+    from diffusers import (
+        DPMSolverMultistepScheduler,
+        EulerAncestralDiscreteScheduler,
+        LEditsPPPipelineStableDiffusion,
+        StableDiffusionInstructPix2PixPipeline,
+        UNet2DConditionModel,
+    )
+
+    tokenizer = tiny_tokenizer()
+    torch.manual_seed(seed)
+    if method == "instruct-pix2pix":
+        unet = UNet2DConditionModel(
+            block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=8, out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=16, attention_head_dim=4, norm_num_groups=8,
+        )
+        scheduler: Any = EulerAncestralDiscreteScheduler(beta_start=0.00085, beta_end=0.012,
+                                                         beta_schedule="scaled_linear")
+        cls: Any = StableDiffusionInstructPix2PixPipeline
+    else:
+        unet = UNet2DConditionModel(
+            block_out_channels=(16, 32, 32), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=16, attention_head_dim=4, norm_num_groups=8,
+        )
+        scheduler = DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++", solver_order=2, steps_offset=1)
+        cls = LEditsPPPipelineStableDiffusion
+    vae = _tiny_vae(seed + 1)
+    text_encoder = _clip_text(tokenizer, seed + 2)
+    return cls(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+               safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+
+def _cosxl_pipeline(_method: str, seed: int) -> Any:
+    """SDXL InstructPix2Pix with two text encoders (16 + 16 wide), micro-conditioning, the CosXL EDM scheduler
+    and ``is_cosxl_edit``; sides: multiples of 2."""
+    from diffusers import EDMEulerScheduler, StableDiffusionXLInstructPix2PixPipeline, UNet2DConditionModel
+
+    tok, tok2 = tiny_tokenizer(), tiny_tokenizer()
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=8, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True,  # pyright: ignore[reportArgumentType]
+        addition_embed_type="text_time", addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 1),  # pyright: ignore[reportArgumentType]
+        projection_class_embeddings_input_dim=6 * 8 + 16, cross_attention_dim=32, norm_num_groups=8,
+    )
+    scheduler: Any = EDMEulerScheduler(sigma_min=0.002, sigma_max=120.0, sigma_data=1.0, prediction_type="v_prediction",
+                                  sigma_schedule="exponential")
+    return StableDiffusionXLInstructPix2PixPipeline(
+        vae=_tiny_vae(seed + 1), text_encoder=_clip_text(tok, seed + 2), text_encoder_2=_clip_text(tok2, seed + 3,
+                                                                                                   projection=True),
+        tokenizer=tok, tokenizer_2=tok2, unet=unet, scheduler=scheduler,
+        force_zeros_for_empty_prompt=True, is_cosxl_edit=True,
+    )
+
+
+def _qwen_pipeline(_method: str, seed: int) -> Any:
+    """Qwen-Image-Edit: a 2-layer MMDiT, the Qwen 3-D VAE (factor 8), a 2-layer Qwen2.5-VL text encoder with a
+    byte-level tokenizer and the PIL image processor (transformers' default one needs torchvision)."""
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImageEditPipeline,
+        QwenImageTransformer2DModel,
+    )
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLProcessor
+    from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
+
+    tok = tiny_qwen_tokenizer()
+    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+                                                     "<|video_pad|>")}
+    torch.manual_seed(seed)
+    transformer = QwenImageTransformer2DModel(
+        patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16, num_attention_heads=3,
+        joint_attention_dim=16, guidance_embeds=False, axes_dims_rope=(8, 4, 4),
+    )
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKLQwenImage(base_dim=4 * 6, z_dim=4, dim_mult=[1, 2, 4, 4], num_res_blocks=1,
+                                 temperal_downsample=[False, True, True], latents_mean=[0.0] * 4,
+                                 latents_std=[1.0] * 4)
+    torch.manual_seed(seed + 2)
+    config_cls: Any = Qwen2_5_VLConfig  # its keyword arguments are not all in its signature
+    config = config_cls(
+        text_config={"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+                     "num_key_value_heads": 2, "vocab_size": len(tok),
+                     "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
+                     "rope_theta": 1000000.0},
+        vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2,
+                       "out_hidden_size": 16},
+        hidden_size=16, vocab_size=len(tok), vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"], image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"], vision_token_id=ids["<|image_pad|>"],
+    )
+    text_encoder = Qwen2_5_VLForConditionalGeneration(config)
+    class _Processor(Qwen2VLProcessor):
+        """Qwen2-VL's processor without a video processor (transformers' needs torchvision)."""
+
+        def check_argument_for_proper_class(self, argument_name: str, argument: Any) -> Any:
+            return type(None) if argument is None else super().check_argument_for_proper_class(argument_name,
+                                                                                                argument)
+
+    processor = _Processor(image_processor=Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4,
+                                                                           max_pixels=28 * 28 * 16),
+                                 tokenizer=tok, chat_template="")
+    return QwenImageEditPipeline(transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(),
+                                 text_encoder=text_encoder, tokenizer=tok, processor=processor)
