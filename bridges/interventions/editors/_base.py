@@ -25,7 +25,7 @@ from epg_core import DataError, UsageError
 from ..._progress import Counter, Progress
 
 __all__ = ["Editor", "EditorOptions", "PerSample", "as_pil", "chunks", "float_to_uint8", "make_options",
-           "prepare_edit_image", "stock_generators"]
+           "prepare_edit_image", "step_counter", "stock_generators"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,6 +298,16 @@ def chunks(n: int, size: int) -> list[slice]:
 def float_to_uint8(images: np.ndarray) -> np.ndarray:
     """Float images in [0, 1] to uint8 as diffusers' ``numpy_to_pil`` does (``round(x * 255)``)."""
     return np.clip(np.rint(np.asarray(images, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def step_counter(counter: Counter, b: int) -> Any:
+    """A stock pipeline's ``callback_on_step_end`` that counts ``b`` scale-steps per denoising step."""
+
+    def callback(_pipe: Any, _i: int, _t: Any, _kwargs: dict[str, Any]) -> dict[str, Any]:
+        counter.add(b)
+        return {}
+
+    return callback
 
 
 def stock_generators(seed: int, n: int) -> list[torch.Generator]:

@@ -20,7 +20,7 @@ from epg_core import UsageError
 from ..._progress import Counter
 from ._base import Editor, EditorOptions, PerSample, chunks, stock_generators
 
-__all__ = ["CosXL", "CosXLOptions", "step_counter"]
+__all__ = ["CosXL", "CosXLOptions"]
 
 
 @dataclass(frozen=True)
@@ -37,16 +37,6 @@ class CosXLOptions(EditorOptions):
             raise UsageError(f"image_guidance_scale must be >= 1, got {self.image_guidance_scale!r}")
         if not 0.0 <= float(self.guidance_rescale) <= 1.0:
             raise UsageError(f"guidance_rescale must lie in [0, 1], got {self.guidance_rescale!r}")
-
-
-def step_counter(counter: Counter, b: int) -> Any:
-    """A ``callback_on_step_end`` that counts ``b`` scale-steps per denoising step."""
-
-    def callback(_pipe: Any, _i: int, _t: Any, _kwargs: dict[str, Any]) -> dict[str, Any]:
-        counter.add(b)
-        return {}
-
-    return callback
 
 
 def _old_callback(counter: Counter, b: int) -> Any:

@@ -16,8 +16,7 @@ import torch
 from PIL import Image
 
 from ..._progress import Counter
-from ._base import Editor, EditorOptions, PerSample, chunks, stock_generators
-from .cosxl import step_counter
+from ._base import Editor, EditorOptions, PerSample, chunks, step_counter, stock_generators
 
 __all__ = ["QwenImageEdit", "QwenImageEditOptions"]
 
