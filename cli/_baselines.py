@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ._errors import CliUsageError, Interrupted
-from ._extras import needs_extras
+from ._extras import needs_extras, require_extra
 from ._models import _architecture_options, _classes_options, _preprocessing_options, _run_options
 from ._options import out_option, progress_bar, quiet_option, refuse_collisions, seed_option, threads_option
 from ._table import format_table
@@ -98,6 +98,7 @@ def attribute_command(interventions: Path, checkpoints: tuple[str, ...], methods
         epg attribute background.h5 ckpt.pth --class cat --methods saliency,occlusion -O occlusion.window=15
         epg flip-task outputs.h5 attributions.h5 --class cat
     """
+    require_extra("attribute", "baselines", ["torch", "captum", "skimage", "sklearn"])
     from epg_bridges.baselines import attribute, parse_method_options
 
     chosen = _parse_methods(methods)

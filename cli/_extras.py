@@ -27,7 +27,7 @@ EXTRA_MODULES: dict[str, frozenset[str]] = {
     "torch": frozenset({"torch", "onnx", "onnxscript", "onnxruntime", "transformers", "safetensors", "PIL"}),
     "edit": frozenset({"torch", "diffusers", "transformers", "huggingface_hub", "safetensors", "PIL"}),
     "ray": frozenset({"ray"}),
-    "baselines": frozenset({"captum", "skimage", "sklearn", "torch"}),
+    "baselines": frozenset({"captum", "torch"}),  # also scikit-image, scikit-learn: checked by epg attribute
     "tables": frozenset({"pyarrow"}),
     "app": frozenset({"gradio", "gradio_client", "matplotlib", "PIL"}),
 }

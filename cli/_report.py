@@ -54,13 +54,18 @@ def report(outputs: Path, out: Path | None, interventions: tuple[Path, ...], che
     from epg_bridges.report import ReportOptions, build_report
 
     attributions, attribution_sequences = kwargs.pop("attributions"), list(kwargs.pop("attribution_sequences"))
-
     opts = ReportOptions(score=score_options_from(kwargs), checkpoints=parse_checkpoints(checkpoints))
     out_dir = out or outputs.with_name(outputs.stem + "-report")
     refuse_collisions({"report folder": out_dir}, [outputs, *interventions])
     say = (lambda _m: None) if quiet else (lambda m: click.echo(f"  plotting {m}", err=True))
+    baselines = None
+    if attributions is not None:  # the flip task and the explanations (epg attribute)
+        from epg_bridges.baselines import baselines_report
+
+        baselines = baselines_report(outputs, attributions, target=opts.score.target,
+                                     sequences=attribution_sequences or None)
     paths = build_report(outputs, out_dir, opts, interventions=list(interventions), progress=say,
-                         attributions=attributions, attribution_sequences=attribution_sequences or None)
+                         baselines=baselines)
     verdicts = paths["verdicts"]
     n_sig = sum(bool(r["significant"]) for r in verdicts)
     click.echo(f"{n_sig} of {len(verdicts)} verdict rows significant; {len(paths['nulls'])} null distributions "

@@ -19,6 +19,9 @@ from ._flip import flip_task_table as flip_task_table
 from ._flip import steps_seen as steps_seen
 from ._flip import write_flip_csv as write_flip_csv
 from ._names import METHOD_NAMES as METHOD_NAMES
+from ._report_data import BaselinesReport as BaselinesReport
+from ._report_data import Example as Example
+from ._report_data import baselines_report as baselines_report
 from ._store import ATTRIBUTIONS_FORMAT as ATTRIBUTIONS_FORMAT
 from ._store import ATTRIBUTIONS_VERSION as ATTRIBUTIONS_VERSION
 from ._store import Attribution as Attribution
@@ -47,5 +50,6 @@ _LAZY = {
 __getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 __all__ = ["FLIP_COLUMNS", "FlipTaskTable", "FlipUnit", "flip_task_table", "steps_seen", "write_flip_csv",
-           "METHOD_NAMES", "ATTRIBUTIONS_FORMAT", "ATTRIBUTIONS_VERSION", "Attribution", "AttributionKey",
+           "METHOD_NAMES", "BaselinesReport", "Example", "baselines_report",
+           "ATTRIBUTIONS_FORMAT", "ATTRIBUTIONS_VERSION", "Attribution", "AttributionKey",
            "list_attributions", "read_attributions", "write_attributions", *_LAZY]

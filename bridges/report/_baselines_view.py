@@ -1,20 +1,20 @@
 """The report's local-baselines section: the flip task's table and ROC curves, and the paper's Fig. 18 view.
 
-Given an attributions file (``epg attribute``), the section shows how well EPG and each local explanation predict
-that an intervention flips the prediction (``epg_bridges.baselines.flip_task_table``: the statistics are
-``epg_core.flip_task``'s), the ROC curve of every score, and for chosen sequences each method's explanation of the
-original image beside its explanation of the intervened image (one colour scale per method and sequence, so the
-change is visible).
+It draws what ``epg_bridges.baselines.baselines_report`` gathered (the report imports no baselines code: the CLI
+or the caller passes that object to ``build_report(..., baselines=...)``): how well EPG and each local explanation
+predict that an intervention flips the prediction (the statistics are ``epg_core.flip_task``'s), the ROC curve of
+every score, and for a few sequences each method's explanation of the original image beside its explanation of
+the intervened image (one colour scale per method and sequence, so the change is visible).
 """
 
 from __future__ import annotations
 
 import html
 import math
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -33,7 +33,7 @@ _PREFIX = "baselines_"
 class BaselinesView:
     """What the section shows: the table rows, the ROC figure, the explanation figures (sequence, path)."""
 
-    rows: list[dict[str, object]]
+    rows: list[dict[str, Any]]
     target: str
     n_units: int
     positives: int
@@ -41,103 +41,66 @@ class BaselinesView:
     maps: list[tuple[str, Path]] = field(default_factory=list)
 
 
-def _roc_figure(table: object, out_dir: Path) -> Path:
-    results: Mapping[str, E.FlipTaskResult] = table.results  # type: ignore[attr-defined]
+def _roc_figure(results: Mapping[str, E.FlipTaskResult], out_dir: Path) -> Path:
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     for name, r in results.items():
         auc = "–" if math.isnan(r.auroc) else f"{r.auroc:.2f}"
         ax.plot(r.fpr, r.tpr, lw=2.2 if name == "epg" else 1.2, color="black" if name == "epg" else None,
-                label=f"{'EPG' if name == 'epg' else name} (AUROC {auc})", drawstyle="default")
+                label=f"{'EPG' if name == 'epg' else name} (AUROC {auc})")
     ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    ax.set_title(f"predicting a flip ({int(next(iter(results.values())).positives)} of "
-                 f"{int(next(iter(results.values())).n)} units flip)", fontsize=10)
+    first = next(iter(results.values()))
+    ax.set_title(f"predicting a flip ({first.positives} of {first.n} units flip)", fontsize=10)
     ax.legend(fontsize=7.5, loc="lower right")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
     return save(fig, out_dir / plot_name("baselines_roc", "flip-task"))
 
 
-def _chosen_units(units: Sequence[object], sequences: Sequence[str] | None, limit: int) -> list[object]:
-    """The units to draw: the named sequences at their last attributed checkpoint, else flips and non-flips mixed."""
-    last: dict[tuple[str, str], object] = {}
-    for u in units:
-        last[(u.model, u.sequence)] = u  # type: ignore[attr-defined]  # units come in checkpoint order
-    pool = list(last.values())
-    if sequences:
-        picked = [u for u in pool if u.sequence in sequences]  # type: ignore[attr-defined]
-        missing = [s for s in sequences if s not in {u.sequence for u in picked}]  # type: ignore[attr-defined]
-        if missing:
-            raise E.UsageError(f"--attribution-sequence {missing[0]!r}: no attributions of that sequence")
-        return picked
-    flips = [u for u in pool if u.label]  # type: ignore[attr-defined]
-    steady = [u for u in pool if not u.label]  # type: ignore[attr-defined]
-    mixed = [u for pair in zip(flips, steady, strict=False) for u in pair]
-    rest = [u for u in pool if u not in mixed]
-    return (mixed + rest)[:limit]
-
-
-def _maps_figure(unit: object, attributions: Path, where: Mapping[str, Path], out_dir: Path) -> Path | None:
-    from epg_bridges.baselines import METHOD_NAMES, read_attributions
-
-    u = unit
-    items = read_attributions(attributions, model=u.model, checkpoint=u.checkpoint,  # type: ignore[attr-defined]
-                              sequence=u.sequence)  # type: ignore[attr-defined]
-    items.sort(key=lambda i: METHOD_NAMES.index(i.key.method) if i.key.method in METHOD_NAMES else 99)
-    if not items:
+def _maps_figure(example: Any, where: Mapping[str, Path], out_dir: Path) -> Path | None:
+    """One unit: rows = original and intervened image, columns = the image and each method's map."""
+    u, steps, maps = example.unit, list(example.steps), example.maps
+    if not maps:
         return None
-    steps = list(items[0].key.steps)
-    pair = [0, [s for s in steps if s > 0][-1]] if any(s > 0 for s in steps) else [steps[0]]
     frames = None
-    seq_file = where.get(u.sequence)  # type: ignore[attr-defined]
-    if seq_file is not None:
-        frames = E.read_interventions(seq_file, [u.sequence])[u.sequence].images  # type: ignore[attr-defined]
-    cols = len(items) + (1 if frames is not None else 0)
-    fig, axes = plt.subplots(len(pair), cols, figsize=(1.55 * cols + 0.4, 1.65 * len(pair) + 0.5), squeeze=False)
-    for r, step in enumerate(pair):
+    if u.sequence in where:
+        frames = E.read_interventions(where[u.sequence], [u.sequence])[u.sequence].images
+    cols = len(maps) + (1 if frames is not None else 0)
+    fig, axes = plt.subplots(len(steps), cols, figsize=(1.55 * cols + 0.4, 1.65 * len(steps) + 0.5), squeeze=False)
+    for r, step in enumerate(steps):
         c0 = 0
         if frames is not None:
             axes[r][0].imshow(frames[step])
             axes[r][0].set_title("image" if r == 0 else "", fontsize=8)
             c0 = 1
-        for c, item in enumerate(items):
-            both = np.stack([item.maps[list(item.key.steps).index(s)] for s in pair])
+        for c, (method, both) in enumerate(maps.items()):
             vmax = float(np.max(np.abs(both))) or 1.0
             ax = axes[r][c0 + c]
-            ax.imshow(item.maps[list(item.key.steps).index(step)], cmap="bwr", vmin=-vmax, vmax=vmax)
+            ax.imshow(both[r], cmap="bwr", vmin=-vmax, vmax=vmax)
             if r == 0:
-                ax.set_title(item.key.method, fontsize=8)
+                ax.set_title(method, fontsize=8)
         axes[r][0].set_ylabel("original" if step == 0 else f"step {step}", fontsize=8)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    flip = "flips" if u.label else "no flip"  # type: ignore[attr-defined]
-    fig.suptitle(f"{u.model} · {u.checkpoint} · {u.sequence} ({flip})", fontsize=9)  # type: ignore[attr-defined]
-    return save(fig, out_dir / plot_name("baselines_maps", u.model, u.checkpoint, u.sequence))  # type: ignore[attr-defined]
+    fig.suptitle(f"{u.model} · {u.checkpoint} · {u.sequence} ({'flips' if u.label else 'no flip'})", fontsize=9)
+    return save(fig, out_dir / plot_name("baselines_maps", u.model, u.checkpoint, u.sequence))
 
 
-def plot_baselines(
-    outputs: str | os.PathLike[str],
-    attributions: str | os.PathLike[str],
-    out_dir: Path,
-    *,
-    target: str | None = None,
-    where: Mapping[str, Path] | None = None,
-    sequences: Sequence[str] | None = None,
-    max_sequences: int = 4,
-    n_bootstrap: int = 2000,
-) -> BaselinesView:
-    """Draw the section's figures into ``out_dir`` (older ones of this section are removed)."""
-    from epg_bridges.baselines import flip_task_table
+def plot_baselines(data: Any, out_dir: Path, *, where: Mapping[str, Path] | None = None) -> BaselinesView:
+    """Draw the section's figures from ``data`` (an ``epg_bridges.baselines.BaselinesReport``) into ``out_dir``.
 
-    table = flip_task_table(outputs, attributions, target=target, n_bootstrap=n_bootstrap)
-    roc = _roc_figure(table, out_dir)
+    ``where``: the interventions file of each sequence (for the images beside the maps). Older figures of this
+    section are removed from the folder.
+    """
+    table = data.table
+    roc = _roc_figure(table.results, out_dir)
     maps = []
-    for unit in _chosen_units(table.units, sequences, max_sequences):
-        path = _maps_figure(unit, Path(attributions), where or {}, out_dir)
+    for example in data.examples:
+        path = _maps_figure(example, where or {}, out_dir)
         if path is not None:
-            maps.append((unit.sequence, path))  # type: ignore[attr-defined]
+            maps.append((example.unit.sequence, path))
     written = {roc, *(p for _, p in maps)}
     for stale in out_dir.glob(f"{_PREFIX}*.png"):
         if stale not in written:

@@ -87,8 +87,7 @@ def build_report(
     interventions_path: PathLike | None = None,
     rows: list[dict[str, Any]] | None = None,
     max_null_plots: int | None = None,
-    attributions: PathLike | None = None,
-    attribution_sequences: Sequence[str] | None = None,
+    baselines: Any | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Write the figures and ``index.html`` of an outputs file into ``out_dir``; return their paths.
@@ -97,8 +96,8 @@ def build_report(
     scoring options). ``interventions``: files for the strips and the units (``interventions_path`` is the
     older single-file name). ``rows``: scores already computed with ``options.score`` (else they are computed
     here); every drawn null distribution is re-run and its p-value checked against them (``null_checks``).
-    ``attributions``: an ``epg attribute`` file: adds the flip task (EPG against local explanations) and the
-    explanations of the original and the intervened image for ``attribution_sequences`` (default: up to four).
+    ``baselines``: an ``epg_bridges.baselines.baselines_report(...)``: adds the flip task (EPG against local
+    explanations, ROC curves) and the explanations of the original and the intervened image (paper Fig. 18).
     """
     opts = _options(options, max_null_plots)
     say = progress or (lambda _m: None)
@@ -123,10 +122,9 @@ def build_report(
     if figs.over_checkpoints:
         figs.epg_vs_flips = plot_epg_vs_flips(study, out)
     figs.clip = plot_clip_prompts(outputs_path, out, units)  # CLIP blocks only (paper Fig. 8)
-    if attributions is not None:  # local baselines and the flip task
+    if baselines is not None:  # local baselines and the flip task
         say("local explanations")
-        figs.baselines_html = baselines_section(plot_baselines(
-            outputs_path, attributions, out, target=opts.score.target, where=where, sequences=attribution_sequences))
+        figs.baselines_html = baselines_section(plot_baselines(baselines, out, where=where))
     index = write_page(study, figs, out)
     written = _all_paths(figs)
     for stale in out.iterdir():
