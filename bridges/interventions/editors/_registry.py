@@ -7,6 +7,7 @@ BUILTIN: dict[str, str] = {
     "instruct-pix2pix": "instruct_pix2pix:InstructPix2Pix",
     "ledits++": "ledits:Ledits",
     "cosxl": "cosxl:CosXL",
+    "flux-kontext": "flux_kontext:FluxKontext",
     "qwen-image-edit": "qwen_image_edit:QwenImageEdit",
     "mgie": "mgie:Mgie",
 }
