@@ -14,10 +14,11 @@ from helpers import one_line_error, run_cli
 
 import epg_core as E
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
 pytest.importorskip("captum")
 pytest.importorskip("skimage")
 
+import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from epg_bridges.baselines import (  # noqa: E402

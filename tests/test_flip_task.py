@@ -7,6 +7,7 @@ import pytest
 from scipy.stats import mannwhitneyu
 
 import epg_core as E
+from epg_core._flip_task import roc_curve
 
 
 def _brute_force_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -79,7 +80,7 @@ def test_roc_curve_ends_and_area() -> None:
     rng = np.random.default_rng(1)
     labels = rng.random(40) < 0.5
     scores = rng.normal(size=40) + labels
-    fpr, tpr, thresholds = E._flip_task.roc_curve(scores, labels)
+    fpr, tpr, thresholds = roc_curve(scores, labels)
     assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
     assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0) and thresholds[0] == np.inf
     assert np.trapezoid(tpr, fpr) == pytest.approx(_mann_whitney_auroc(scores, labels), abs=1e-12)

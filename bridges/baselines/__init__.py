@@ -52,4 +52,7 @@ __getattr__ = lazy_getattr(__name__, _LAZY, globals())
 __all__ = ["FLIP_COLUMNS", "FlipTaskTable", "FlipUnit", "flip_task_table", "steps_seen", "write_flip_csv",
            "METHOD_NAMES", "BaselinesReport", "Example", "baselines_report",
            "ATTRIBUTIONS_FORMAT", "ATTRIBUTIONS_VERSION", "Attribution", "AttributionKey",
-           "list_attributions", "read_attributions", "write_attributions", *_LAZY]
+           "list_attributions", "read_attributions", "write_attributions",
+           "DEFAULT_STEPS", "OUTPUTS", "AttributeResult", "attribute", "resolve_layer", "Context", "Method", "METHODS",
+           "make_method", "parse_method_options"]
+assert set(_LAZY) <= set(__all__)

@@ -97,13 +97,17 @@ def _open(path: Path) -> h5py.File:
     return handle
 
 
+def _int(value: Any) -> int:
+    return int(np.asarray(value).item())
+
+
 def _key(dset: h5py.Dataset, path: Path, model: str, checkpoint: str, sequence: str, method: str) -> AttributionKey:
     where = f"{path}: /{_MODELS}/{model}/{checkpoint}/{sequence}/{method}"
     try:
         steps = tuple(int(s) for s in np.asarray(dset.attrs["steps"]).ravel())
         key = AttributionKey(model, checkpoint, sequence, str(_text(dset.attrs["method"])),
                              str(_text(dset.attrs["options"])), str(_text(dset.attrs["target"])),
-                             int(dset.attrs["target_index"]), steps, int(dset.attrs.get("seed", 0)))
+                             _int(dset.attrs["target_index"]), steps, _int(dset.attrs.get("seed", 0)))
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"{where}: missing or malformed attribute ({exc})") from None
     if dset.ndim != 3 or dset.shape[0] != len(steps):
@@ -113,9 +117,11 @@ def _key(dset: h5py.Dataset, path: Path, model: str, checkpoint: str, sequence: 
 
 def _walk(handle: h5py.File, path: Path) -> Iterable[tuple[h5py.Dataset, tuple[str, str, str, str]]]:
     models = handle.get(_MODELS)
-    if models is None:
+    if not isinstance(models, h5py.Group):
         return
     for model, mgroup in models.items():
+        if not isinstance(mgroup, h5py.Group):
+            raise DataError(f"{path}: /{_MODELS}/{model} is not a group")
         for checkpoint, cgroup in mgroup.items():
             if not isinstance(cgroup, h5py.Group):
                 continue
@@ -170,7 +176,7 @@ def read_run_record(path: str | os.PathLike[str], model: str) -> dict[str, Any]:
         return {}
     with _open(path) as handle:
         group = handle.get(f"{_MODELS}/{model}")
-        if group is None or "run_options" not in group.attrs:
+        if not isinstance(group, h5py.Group) or "run_options" not in group.attrs:
             return {}
         try:
             return dict(json.loads(_text(group.attrs["run_options"])))
