@@ -92,7 +92,7 @@ CASES = {  # method -> (scales, options)
     "ledits++": ([2.0, 6.0, 12.0], {}),
     "cosxl": ([1.5, 4.0, 9.0], {"image_guidance_scale": 1.5}),
     "qwen-image-edit": ([2.0, 30.0, 100.0], {}),  # a random MMDiT hardly reads the prompt: large scales
-#FLUX
+    "flux-kontext": ([1.5, 4.0, 9.0], {}),
 }
 
 

@@ -14,7 +14,7 @@ from ..interventions import check_tokenizer, quiet_libraries
 __all__ = ["tiny_tokenizer", "tiny_random_pipeline", "TINY_EDITORS", "tiny_t5_tokenizer", "tiny_qwen_tokenizer"]
 
 #: the editors whose tiny pipeline ``tiny_random_pipeline`` builds
-TINY_EDITORS = ("instruct-pix2pix", "ledits++", "cosxl", "mgie", "qwen-image-edit")
+TINY_EDITORS = ("instruct-pix2pix", "ledits++", "cosxl", "mgie", "qwen-image-edit", "flux-kontext")
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -85,7 +85,7 @@ def tiny_random_pipeline(method: str = "instruct-pix2pix", *, seed: int = 0, dev
     downsamples by 2; see each builder for its sizes.
     """
     builders = {"instruct-pix2pix": _sd_pipeline, "mgie": _sd_pipeline, "ledits++": _sd_pipeline,
-                "cosxl": _cosxl_pipeline, "qwen-image-edit": _qwen_pipeline}
+                "cosxl": _cosxl_pipeline, "qwen-image-edit": _qwen_pipeline, "flux-kontext": _flux_kontext_pipeline}
     if method not in builders:
         from epg_core import UsageError
 
@@ -237,3 +237,31 @@ def _qwen_pipeline(_method: str, seed: int) -> Any:
                                  tokenizer=tok, chat_template="")
     return QwenImageEditPipeline(transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(),
                                  text_encoder=text_encoder, tokenizer=tok, processor=processor)
+
+
+def _flux_kontext_pipeline(_method: str, seed: int) -> Any:
+    """FLUX.1 Kontext: a 1+1-layer MMDiT with the guidance embedding, a CLIP (pooled) and a T5 text encoder with
+    tokenizers built in memory, a 1-channel VAE that does not downsample; sides: multiples of 2."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxTransformer2DModel
+    from transformers import T5Config, T5EncoderModel
+
+    tok, tok2 = tiny_tokenizer(), tiny_t5_tokenizer()
+    torch.manual_seed(seed)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=(4, 4, 8), guidance_embeds=True,
+    )
+    text_encoder = _clip_text(tok, seed + 1, hidden=32)
+    torch.manual_seed(seed + 2)
+    text_encoder_2 = T5EncoderModel(T5Config(vocab_size=len(tok2), d_model=32, d_kv=8, d_ff=37, num_layers=2,
+                                             num_heads=4))
+    torch.manual_seed(seed + 3)
+    vae = AutoencoderKL(
+        sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1, latent_channels=1,
+        norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+    cls: Any = FluxKontextPipeline  # image_encoder and feature_extractor are optional (IP-Adapter only)
+    return cls(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder, tokenizer=tok,
+               text_encoder_2=text_encoder_2, tokenizer_2=tok2, transformer=transformer, image_encoder=None,
+               feature_extractor=None)
