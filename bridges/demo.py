@@ -51,10 +51,14 @@ class DemoConfig:
     seed: int = 0
     threads: int = 1
     precision: str = "float32"
+    #: Local baselines of the flip task (``epg attribute`` methods); empty: no flip task.
+    flip_methods: tuple[str, ...] = ("saliency", "integrated-gradients", "deeplift", "guided-gradcam", "occlusion",
+                                     "lime", "kernel-shap")
 
     @classmethod
     def quick(cls) -> DemoConfig:
-        return cls(n_train=1200, epochs=4, n_steps=25, n_permutations=2_000)
+        return cls(n_train=1200, epochs=4, n_steps=25, n_permutations=2_000,
+                   flip_methods=("saliency", "integrated-gradients", "deeplift", "guided-gradcam", "occlusion"))
 
 
 @dataclass
@@ -71,6 +75,7 @@ class DemoResult:
     verdict: list[dict[str, Any]]
     check: dict[str, Any]
     computed: dict[str, list[str]]
+    flip_task: Any = None  # epg_bridges.baselines.FlipTaskTable of the demo's models (None: not run)
 
 
 def study_template(name: str) -> str:
@@ -172,7 +177,37 @@ def run_demo(out_dir: str | os.PathLike[str], cfg: DemoConfig = DemoConfig(), *,
     fields = {k: getattr(cfg, k) for k in ("n_steps", "size", "threads", "n_permutations", "seed", "precision")}
     study = _write_study(out / "study.toml", "demo", fields)
     res = run_study(study, say=say, report=report)
-    return _result(out, study, res, table2_check(res.rows))
+    result = _result(out, study, res, table2_check(res.rows))
+    result.flip_task = _flip_task(out, cfg, res, say)
+    return result
+
+
+def _flip_task(out: Path, cfg: DemoConfig, res: Any, say: Callable[[str], None]) -> Any:
+    """The flip task on the demo's two runs (every epoch, both properties): EPG against the local explanations of
+    ``cfg.flip_methods`` (paper defaults), class "square". None without the ``baselines`` extra or methods."""
+    if not cfg.flip_methods:
+        return None
+    try:
+        import captum  # noqa: F401
+        import skimage  # noqa: F401
+        import sklearn  # noqa: F401
+
+        from .baselines import attribute, flip_task_table
+        from .models import RunOptions
+    except ImportError:
+        say("flip task skipped: pip install 'epg[baselines]' for the local explanations")
+        return None
+    path = out / "attributions.h5"
+    inputs = [res.interventions, *sorted((out / "checkpoints").glob("*/epoch_*.pth"))]
+    if path.exists() and any(p.stat().st_mtime > path.stat().st_mtime for p in inputs):
+        path.unlink()  # the demo's own file, made from older checkpoints or interventions
+    for name in ("biased", "unbiased"):
+        say(f"local explanations of the {name} model: {', '.join(cfg.flip_methods)}")
+        attribute([res.interventions], str(out / "checkpoints" / name / "epoch_*.pth"), path, target="square",
+                  methods=cfg.flip_methods, seed=cfg.seed,
+                  options=RunOptions(model_name=name, classes=["disk", "square"], threads=cfg.threads,
+                                     preprocessing_options={"size": (cfg.size, cfg.size)}, batch_size=64))
+    return flip_task_table(res.outputs, path, target="square", seed=cfg.seed)
 
 
 def run_reference(out_dir: str | os.PathLike[str], reference: str | os.PathLike[str], cfg: DemoConfig = DemoConfig(),

@@ -130,6 +130,17 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def echo_flip_table(table: Any) -> None:
+    """Print a ``FlipTaskTable``: one line on the units, then one row per score (EPG first)."""
+    rows = [{"score": r["score"], "n": r["n"], "flips": r["positives"], "accuracy": _fmt(r["accuracy"]),
+             "threshold": _fmt(r["threshold"]), "AUROC": _fmt(r["auroc"]),
+             "95% CI": f"[{_fmt(r['auroc_low'])}, {_fmt(r['auroc_high'])}]"} for r in table.rows()]
+    seen = f"; scores from the first {table.predict_from:g} of the steps" if table.predict_from is not None else ""
+    click.echo(f"flip task, class {table.target}: {len(table.units)} units (model x checkpoint x sequence), "
+               f"{sum(u.label for u in table.units)} with a flip{seen}")
+    click.echo(format_table(rows, list(rows[0])))
+
+
 @click.command("flip-task")
 @click.argument("outputs", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("attributions", type=click.Path(dir_okay=False, path_type=Path))
@@ -168,12 +179,7 @@ def flip_task_command(outputs: Path, attributions: Path, target: str | None, pre
         refuse_collisions({"CSV": csv_path}, [outputs, attributions])
     table = flip_task_table(outputs, attributions, target=target, predict_from=predict_from, n_bootstrap=bootstrap,
                             seed=seed)
-    rows = [{"score": r["score"], "n": r["n"], "positives": r["positives"], "accuracy": _fmt(r["accuracy"]),
-             "threshold": _fmt(r["threshold"]), "AUROC": _fmt(r["auroc"]),
-             "95% CI": f"[{_fmt(r['auroc_low'])}, {_fmt(r['auroc_high'])}]"} for r in table.rows()]
-    click.echo(f"class {table.target}; {len(table.units)} units, {sum(u.label for u in table.units)} with a flip"
-               + (f"; scores from the first {predict_from:g} of the steps" if predict_from is not None else ""))
-    click.echo(format_table(rows, list(rows[0])))
+    echo_flip_table(table)
     if table.skipped:
         click.echo(f"note: {table.skipped} attributed unit(s) have no finished outputs in {outputs}; skipped",
                    err=True)

@@ -164,6 +164,10 @@ def demo(out: Path, quick: bool, curves_only: bool, reference: Path | None, no_r
                    f"{'yes' if c['biased_background_significant'] else 'no'}, flips on the images: "
                    f"{c['biased_background_flips']}; unbiased model flips: {c['unbiased_flips']}")
         click.echo("reproduces the paper's Table 2 pattern: " + ("YES" if c["reproduces_table2"] else "NO"))
+    if getattr(result, "flip_task", None) is not None:  # EPG against local explanations (epg flip-task)
+        from ._baselines import echo_flip_table
+
+        echo_flip_table(result.flip_task)
     click.echo(f"study: {result.study}")
     click.echo(f"scores: {result.scores_csv}")
     if result.report is not None:
