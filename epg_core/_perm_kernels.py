@@ -29,8 +29,8 @@ CLASS_CHUNK = 8
 # Above this many steps no pairwise table is built (it holds N(N+1)/2 entries per curve: 134 MB at float32);
 # the shuffle test then gathers the curve itself, and exact moments come from sorting (scalar curves only).
 MAX_TABLE_STEPS = 8192
-# Curves per host Gram product of the vector table (bounds its [curves, N, N] float64 intermediate).
-GRAM_CURVES = 64
+# Bytes of one float64 Gram chunk of the vector table (its [curves, N, C] input plus [curves, N, N] products).
+GRAM_BYTES = 64 << 20
 
 
 class Kernel(NamedTuple):
@@ -173,25 +173,54 @@ def _tril(n: int) -> tuple[np.ndarray, np.ndarray]:
     return tuple(a.astype(np.int64) for a in np.tril_indices(n))  # type: ignore[return-value]
 
 
-def host_pair_table(z: Float[np.ndarray, "b n c"]) -> Float[np.ndarray, "b p"]:
-    """The half table of L2 distances between the output vectors of every curve's steps, in float64, as
-    matrix products: ``|a - b|^2 = |a|^2 + |b|^2 - 2 a.b`` (vectors centred on their curve's mean first).
+@functools.partial(jax.jit, static_argnames=("n",))
+def _gram_tables(z: Array, perm: Array, *, n: int) -> tuple[Array, Array]:
+    """float64 half tables ``[B, N(N+1)/2]`` of one padded chunk and of its relabelled curves ``z[b, perm[b]]``
+    (traced with x64 enabled)."""
+    hi, lo = (_i32(a) for a in np.tril_indices(n))
+    zc = z - jnp.mean(z, axis=1, keepdims=True)
+    sq = jnp.sum(zc * zc, axis=-1)
+    gram = jnp.einsum("bnc,bmc->bnm", zc, zc, precision=jax.lax.Precision.HIGHEST)
 
-    float64 accumulation keeps the cancellation of close vectors (adjacent steps of a smooth curve) far
-    below float32 resolution; rows are ``hi*(hi+1)/2 + lo`` as in ``_pair_table``.
+    def table(a: Array, c: Array) -> Array:  # a, c: [B, P] step indices
+        d2 = (jnp.take_along_axis(sq, a, axis=1) + jnp.take_along_axis(sq, c, axis=1)
+              - 2.0 * jax.vmap(lambda g, i, j: g[i, j])(gram, a, c))
+        return jnp.where(a == c, 0.0, jnp.sqrt(jnp.maximum(d2, 0.0)))
+
+    b = z.shape[0]
+    return (table(jnp.broadcast_to(hi, (b, hi.shape[0])), jnp.broadcast_to(lo, (b, lo.shape[0]))),
+            table(perm[:, hi], perm[:, lo]))
+
+
+def host_pair_table(z: Float[np.ndarray, "b n c"],
+                    relabel: Int[np.ndarray, "b n"] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The half tables of L2 distances between the output vectors of every curve's steps (and of the curves
+    relabelled by ``relabel``, None: the same), in float64, as matrix products:
+    ``|a - b|^2 = |a|^2 + |b|^2 - 2 a.b`` (vectors centred on their curve's mean first).
+
+    float64 accumulation (a scoped ``jax.enable_x64``, whatever the test's precision) keeps the cancellation
+    of close vectors (adjacent steps of a smooth curve) far below float32 resolution; rows are
+    ``hi*(hi+1)/2 + lo`` as in ``_pair_table``. Chunks of ``GRAM_BYTES`` bound the memory.
     """
-    b, n, _ = z.shape
-    hi, lo = _tril(n)
-    out = np.empty((b, len(hi)), np.float64)
-    for s0 in range(0, b, GRAM_CURVES):
-        zc = z[s0:s0 + GRAM_CURVES]
-        zc = zc - zc.mean(axis=1, keepdims=True)
-        sq = np.einsum("bnc,bnc->bn", zc, zc)
-        gram = np.matmul(zc, np.swapaxes(zc, 1, 2))
-        d2 = sq[:, hi] + sq[:, lo] - 2.0 * gram[:, hi, lo]
-        out[s0:s0 + GRAM_CURVES] = np.sqrt(np.maximum(d2, 0.0))
-    out[:, hi == lo] = 0.0
-    return out
+    b, n, c = z.shape
+    out = np.empty((b, n * (n + 1) // 2), np.float64)
+    out_r = out if relabel is None else np.empty_like(out)
+    step = max(1, min(b, GRAM_BYTES // (8 * n * (c + 2 * n))))
+    ident = np.broadcast_to(np.arange(n, dtype=np.int32), (b, n))
+    perm_all = ident if relabel is None else relabel
+    with jax.enable_x64(True):
+        for s0 in range(0, b, step):
+            chunk = np.asarray(z[s0:s0 + step], np.float64)
+            perm = np.asarray(perm_all[s0:s0 + step], np.int32)
+            rows = len(chunk)
+            if rows < step:
+                chunk = np.concatenate([chunk, np.zeros((step - rows,) + chunk.shape[1:])])
+                perm = np.concatenate([perm, ident[: step - rows]])
+            t, t_r = _gram_tables(jnp.asarray(chunk), jnp.asarray(perm), n=n)
+            out[s0:s0 + rows] = np.asarray(t)[:rows]
+            if relabel is not None:
+                out_r[s0:s0 + rows] = np.asarray(t_r)[:rows]
+    return out, out_r
 
 
 def relabel_table(table: Float[np.ndarray, "b p"], perm: Int[np.ndarray, "b n"]) -> Float[np.ndarray, "b p"]:

@@ -35,7 +35,6 @@ from epg_core._perm_kernels import (
     make_epg_kernel,
     mi_kernel,
     pearson_kernel,
-    relabel_table,
     unit_norm_grid,
 )
 from epg_core._perm_scan import CHUNK_BYTES as CHUNK_BYTES
@@ -297,8 +296,7 @@ def kernel_inputs(kernel: Kernel, z64: np.ndarray, relabel: np.ndarray | None, d
     ``relabel`` (None: not relabelled): the curves (``[B, N]``, or ``[B, N, width]`` zero-padded for whole
     output vectors), or their pairwise tables ``[B, N(N+1)/2]`` when the kernel's table is built on the host."""
     if kernel.host_table is not None:
-        table = host_pair_table(z64)
-        null = table if relabel is None else relabel_table(table, relabel)
+        table, null = host_pair_table(z64, relabel)
         return table.astype(dtype), null.astype(dtype)
     block = z64.astype(dtype)
     null_block = block if relabel is None else np.take_along_axis(block, relabel[:, :, None], axis=1)
