@@ -47,3 +47,7 @@ _intervene.register(cli)
 _models.register(cli)
 _study.register(cli)
 _baselines.register(cli)
+
+from . import _app  # noqa: E402  (registration: the explorer)
+
+_app.register(cli)
