@@ -11,7 +11,7 @@ import click
 from ._extras import needs_extras
 from ._options import FiniteRange, permutation_options, precision_option, quiet_option
 
-FOLLOWED = ("n_permutations", "alternative", "seed", "spacing")
+FOLLOWED = ("n_permutations", "alternative", "seed", "spacing", "min_effect")
 
 
 def register(group: click.Group) -> None:
@@ -43,8 +43,9 @@ def app(source: Path, interventions: tuple[Path, ...], port: int, stop_after: fl
 
     Shows the intervention strip, the curve with its EPG, p-value, verdict and prediction flips, the shuffle
     null with the observed EPG and the exact null mean +- SD, and the EPG over checkpoints. Curves are scored
-    on demand (in memory: nothing is written to your files) with the options below; -k, --alternative, --seed
-    and --spacing follow the scores stored in the outputs file unless given, so the page agrees with the report.
+    on demand (in memory: nothing is written to your files) with the options below; -k, --alternative, --seed,
+    --spacing and --min-effect follow the scores stored in the outputs file unless given, so the page agrees with
+    the report.
     The page is served on http://127.0.0.1:PORT/ only.
 
     \b

@@ -132,7 +132,7 @@ def test_the_explorer_gives_epg_score_rows_and_the_exact_null(study: dict[str, A
     assert source.outputs == study["out"] / "outputs.h5"
     assert source.interventions == (study["out"] / "interventions.h5",)
     stored = stored_options(source.outputs)
-    assert stored == {"n_permutations": K, "alternative": "two-sided", "seed": 3, "spacing": "step"}
+    assert stored == {"n_permutations": K, "alternative": "two-sided", "seed": 3, "spacing": "step", "min_effect": 0.01}
     explorer = Explorer(source, E.ScoreOptions(n_permutations=K, seed=3))
     assert set(explorer.models()) == {"binary", "noise", "smooth"}
     seen: list[tuple[int, int]] = []
@@ -259,6 +259,15 @@ def test_gradio_client_selects_a_sequence_and_gets_epg_score_s_epg(served: dict[
         curve = result[6]
         assert curve["type"] == "matplotlib" and curve["plot"].startswith("data:image/png;base64,")
         assert f"### {want['verdict']}" in result[7]
+    # a curve not scored yet: the job reports its progress (checkpoints scored) while it runs
+    job = client.submit("smooth", "photo1-background", "e2", "dog", api_name="/show")
+    progress: list[tuple[Any, Any, Any]] = []
+    deadline = time.monotonic() + 60
+    while not job.done() and time.monotonic() < deadline:
+        progress += [(u.index, u.length, u.unit) for u in job.status().progress_data or []]
+        time.sleep(0.02)
+    assert job.result()[-1]["row"]["output"] == "dog"
+    assert progress and all(unit == "checkpoints" and length == 3 for _, length, unit in progress), progress
     # a model and a class of that model in one call, right after a two-class model was shown
     assert client.predict("noise", "photo1-background", "e1", "fox", api_name="/show")[3]["value"] == "fox"
     # a stale combination is repaired, not an error: 'fox' on the binary model, a sequence no model has

@@ -26,7 +26,7 @@ __all__ = ["PREDICTED", "BlockInfo", "Explorer", "View", "stored_options"]
 #: The class choice that lets the scorer take the class predicted on the original image (``--class`` omitted).
 PREDICTED = "(predicted on the original)"
 #: Options of ``ScoreOptions`` that the stored scores table records per row (and the explorer can follow).
-STORED = ("n_permutations", "alternative", "seed", "spacing")
+STORED = ("n_permutations", "alternative", "seed", "spacing", "min_effect")
 #: Scored curves kept in memory (model x sequence x class).
 CACHE_SIZE = 64
 
