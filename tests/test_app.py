@@ -196,6 +196,17 @@ def test_bad_input_gets_one_line_before_any_server(study: dict[str, Any], tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "notes.h5"]  # nothing written
 
 
+@pytest.mark.parametrize("blocked", ["gradio", "matplotlib"])
+def test_without_the_app_extra_one_line_names_it(study: dict[str, Any], tmp_path: Path, blocked: str) -> None:
+    code = (f"import sys\nsys.modules[{blocked!r}] = None  # as if the extra were not installed\n"
+            "from epg_cli.main import cli\ncli(sys.argv[1:], prog_name='epg')\n")
+    res = subprocess.run([sys.executable, "-c", code, "app", str(study["out"]), "--port", str(_free_port())],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stderr.strip() == "Error: epg app needs the 'app' extra: pip install 'epg[app]'"
+    assert list(tmp_path.iterdir()) == []
+
+
 # --------------------------------------------------------------------------------------- the served page
 
 

@@ -42,6 +42,14 @@ def _outputs(view: View) -> tuple[Any, ...]:
             null_markdown(view), checkpoints_figure(view), view.summary())
 
 
+def _updates(view: View) -> tuple[Any, ...]:
+    """The outputs as gradio updates: the strip is hidden where there are no frames (the note says why)."""
+    import gradio as gr
+
+    strip, *rest = _outputs(view)
+    return (gr.update(value=strip, visible=strip is not None), *rest)
+
+
 def build_app(explorer: Explorer, *, say: Callable[[str], None] | None = None) -> Any:
     """The gradio ``Blocks`` of the explorer, with the first model x sequence already scored and drawn."""
     _quiet_gradio()
@@ -71,7 +79,8 @@ def build_app(explorer: Explorer, *, say: Callable[[str], None] | None = None) -
             class_dd = gr.Dropdown(explorer.class_choices(model, sequence), value=output, label="class",
                                    interactive=True, allow_custom_value=True)
         strip0, note0, curve0, verdict0, null0, nulltext0, over0, numbers0 = _outputs(first)
-        strip = gr.Plot(strip0, label="intervention", elem_id=ELEM_IDS["strip"], format="png")
+        strip = gr.Plot(strip0, label="intervention", elem_id=ELEM_IDS["strip"], format="png",
+                        visible=strip0 is not None)
         strip_note = gr.Markdown(note0)
         with gr.Row():
             curve = gr.Plot(curve0, label="curve", elem_id=ELEM_IDS["curve"], format="png")
@@ -101,7 +110,7 @@ def build_app(explorer: Explorer, *, say: Callable[[str], None] | None = None) -
                     gr.update(choices=explorer.sequences(model), value=sequence),
                     gr.update(choices=info.finished, value=checkpoint),
                     gr.update(choices=explorer.class_choices(model, sequence), value=output),
-                    *_outputs(view))
+                    *_updates(view))
 
         inputs = [model_dd, seq_dd, ckpt_dd, class_dd]
         outputs = [model_dd, seq_dd, ckpt_dd, class_dd, strip, strip_note, curve, verdict, null, null_text, over,
