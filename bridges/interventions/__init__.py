@@ -25,6 +25,7 @@ from ._frames import list_frames as list_frames
 from ._frames import read_values_csv as read_values_csv
 from ._make import Made as Made
 from ._make import make_interventions as make_interventions
+from ._make import stored_requests as stored_requests
 from ._plan import NAME_RULE as NAME_RULE
 from ._plan import EditSpec as EditSpec
 from ._plan import Request as Request
@@ -80,5 +81,6 @@ __all__ = [
     "KINDS", "EditKind", "background", "blend_patch", "brighten_background", "brightness", "darken_background",
     "default_values", "gaussian_weight", "hue_shift", "patch_position", "rotate", "synthetic_sequence",
     "EditSpec", "Made", "NAME_RULE", "Request", "image_ids", "make_interventions", "plan_requests", "slug",
+    "stored_requests",
     *_LAZY,
 ]

@@ -28,7 +28,7 @@ from .._progress import Progress
 from ._plan import EditSpec, Request, plan_requests, slug
 from ._synthetic import KINDS as DESIGNED_KINDS
 
-__all__ = ["Made", "make_interventions", "REQUEST_ATTR"]
+__all__ = ["Made", "make_interventions", "stored_requests", "REQUEST_ATTR"]
 
 REQUEST_ATTR = "epg_request"
 #: ``bar(description) -> context manager yielding a Progress callback`` (the CLI's tqdm bars)
@@ -46,7 +46,7 @@ class Made:
     sheets: list[Path]
 
 
-def _stored_requests(path: Path) -> dict[str, str]:
+def stored_requests(path: Path) -> dict[str, str]:
     """Sequence name -> its recorded fingerprint ("" when it has none) of an existing file."""
     from epg_core import read_interventions
 
@@ -76,7 +76,7 @@ def _todo(path: Path, requests: Sequence[Request], append: bool) -> list[Request
 
     if not written_by_epg(path, "interventions"):  # never added to nor replaced: epg did not write it (issue 17)
         raise UsageError(f"{path}: exists and is not an epg interventions file; choose another --out")
-    stored = _stored_requests(path)
+    stored = stored_requests(path)
     ours = {r.name: r.fingerprint for r in requests}
     clash = [n for n in ours if n in stored and stored[n] != ours[n]]
     if not append and any(ours.get(n) != fp for n, fp in stored.items()):
@@ -106,6 +106,7 @@ def make_interventions(
     bar: Bar | None = None,
     say: Callable[[str], None] | None = None,
     stems: Sequence[str] | None = None,
+    extra_attrs: Sequence[Mapping[str, Any]] | None = None,
 ) -> Made:
     """Make one sequence per source into the interventions file ``out``; store each as soon as it is done.
 
@@ -114,7 +115,8 @@ def make_interventions(
     ``column``, ``size``, ``unit``). ``property`` defaults to the kind (the editor's name for edits).
     ``sheet_steps``: steps on each contact sheet ``<out stem>.<sequence>.png`` (None: no sheets). ``executor``
     (:class:`epg_bridges.executors.ExecutorOptions`): where edits run (Ray: one image per task, each sequence
-    stored as it arrives). Returns what was made and what was already there.
+    stored as it arrives). ``extra_attrs``: attributes per source for its sequence (a study's labels).
+    Returns what was made and what was already there.
     """
     path = Path(out)
     srcs = [Path(s) for s in sources]
@@ -124,7 +126,7 @@ def make_interventions(
     if kind == "edit" and not isinstance(opts, EditSpec):
         opts = EditSpec(**dict(opts))
     prop = property or (slug(opts.method.replace("++", "pp"), "edit") if isinstance(opts, EditSpec) else kind)
-    requests = plan_requests(kind, srcs, property=prop, options=opts, name=name, stems=stems)
+    requests = plan_requests(kind, srcs, property=prop, options=opts, name=name, stems=stems, extra_attrs=extra_attrs)
     sheets = {r.name: path.with_name(f"{path.stem}.{r.name}.png") for r in requests} if sheet_steps else {}
     extra_inputs = list(inputs) + list(srcs)
     if kind == "frames":
@@ -140,7 +142,7 @@ def make_interventions(
     made: list[str] = []
 
     def store(req: Request, seq: InterventionSequence) -> None:
-        attrs = {**seq.attrs, "property": prop, "image": req.image, REQUEST_ATTR: req.fingerprint}
+        attrs = {**seq.attrs, **req.attrs, "property": prop, "image": req.image, REQUEST_ATTR: req.fingerprint}
         if kind in DESIGNED_KINDS or kind == "edit":
             attrs["image_file"] = str(req.source.resolve())
         if kind == "edit":

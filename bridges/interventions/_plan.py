@@ -129,6 +129,7 @@ class Request:
     image: str
     source: Path
     fingerprint: str
+    attrs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------ fingerprints
@@ -179,8 +180,12 @@ def _source_digest(kind: str, source: Path, options: Mapping[str, Any]) -> Any:
 
 
 def plan_requests(kind: str, sources: Sequence[Path], *, property: str, options: Mapping[str, Any] | EditSpec,
-                  name: str | None = None, stems: Sequence[str] | None = None) -> list[Request]:
-    """Names, ids and fingerprints of the sequences a call makes (checks names; reads sources to hash them)."""
+                  name: str | None = None, stems: Sequence[str] | None = None,
+                  extra_attrs: Sequence[Mapping[str, Any]] | None = None) -> list[Request]:
+    """Names, ids and fingerprints of the sequences a call makes (checks names; reads sources to hash them).
+
+    ``extra_attrs``: attributes per source stored on its sequence (e.g. a study's image labels), fingerprinted.
+    """
     if kind not in (*DESIGNED_KINDS, "edit", "frames"):
         kinds = ", ".join((*DESIGNED_KINDS, "edit", "frames"))
         raise UsageError(f"unknown intervention kind {kind!r}; use one of {kinds}")
@@ -204,5 +209,9 @@ def plan_requests(kind: str, sources: Sequence[Path], *, property: str, options:
         plain: Mapping[str, Any] = {}
     else:
         ident, plain = dict(options), options
-    return [Request(n, i, Path(s), _digest(kind, property, ident, _source_digest(kind, Path(s), plain)))
-            for n, i, s in zip(names, ids, sources, strict=True)]
+    extra = list(extra_attrs) if extra_attrs is not None else [{}] * len(sources)
+    if len(extra) != len(sources):
+        raise UsageError(f"{len(extra)} sets of extra attributes for {len(sources)} inputs")
+    return [Request(n, i, Path(s), _digest(kind, property, ident, _source_digest(kind, Path(s), plain),
+                                           *([dict(x)] if x else [])), dict(x))
+            for n, i, s, x in zip(names, ids, sources, extra, strict=True)]

@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import epg_core as E
 from epg_core import verdict_rows as verdict_rows
 
 from ..executors import ExecutorOptions
-from ._spec import DESIGNED, InterventionSpec, ModelSpec, Study, load_study
+from ._interventions import run_interventions, wanted
+from ._spec import ModelSpec, Study, load_study
 from ._state import State, file_stamp, fingerprint
 
 Say = Callable[[str], None]
@@ -57,68 +56,8 @@ def score_options(study: Study) -> E.ScoreOptions:
 # ------------------------------------------------------------------------------------------- interventions
 
 
-def _sequence_name(spec: InterventionSpec, image: Path) -> str:
-    return f"{image.stem}-{spec.property}"
-
-
-def _designed(spec: InterventionSpec, image: Path, base: Path) -> E.InterventionSequence:
-    from ..interventions import default_values, load_image, synthetic_sequence
-
-    opts = dict(spec.options)
-    size = opts.pop("size", None)
-    values = opts.pop("values", None)
-    span = opts.pop("range", None)
-    n_steps = int(opts.pop("n_steps", 50))
-    if values is not None:
-        vals = np.asarray(values, np.float64)
-    elif span is not None:
-        vals = np.linspace(float(span[0]), float(span[1]), n_steps)
-    else:
-        vals = default_values(spec.kind, n_steps)
-    if spec.kind == "patch" and isinstance(opts.get("patch"), str):
-        opts["patch"] = load_image(base / opts["patch"], mode="RGBA")
-    img = load_image(image, size=size)
-    return synthetic_sequence(img, spec.kind, vals, attrs={"property": spec.property, "image": image.stem}, **opts)
-
-
-def _wanted(study: Study) -> dict[str, tuple[InterventionSpec, Path, str]]:
-    """Every sequence the study needs: name -> (spec, image, fingerprint)."""
-    wanted: dict[str, tuple[InterventionSpec, Path, str]] = {}
-    for spec in study.interventions:
-        if spec.kind not in DESIGNED:
-            raise E.UsageError(f"{study.path}: kind {spec.kind!r} is not available in studies yet; "
-                               "run `epg intervene` and add the file's sequences with `epg intervene --append`")
-        for image in study.images:
-            wanted[_sequence_name(spec, image)] = (spec, image, fingerprint(spec.kind, spec.options,
-                                                                            file_stamp(image)))
-    return wanted
-
-
-def run_interventions(study: Study, state: State, say: Say) -> tuple[Path, list[str]]:
-    """Make the sequences that are missing or whose image/options changed; keep the others."""
-    path = study.out / "interventions.h5"
-    wanted = _wanted(study)
-    recorded = state.get("interventions", {}) if path.exists() else {}
-    have = set(E.list_sequences(path)) if path.exists() else set()
-    todo = [n for n, (_, _, fp) in wanted.items() if recorded.get(n) != fp or n not in have]
-    stale = (have - set(wanted)) | {n for n in todo if n in have}
-    if not todo and not stale:
-        return path, []
-    base = study.path.resolve().parent
-    made = {}
-    for i, name in enumerate(todo, 1):
-        spec, image, _ = wanted[name]
-        say(f"intervention {i}/{len(todo)}: {name}")
-        made[name] = _designed(spec, image, base)
-    if stale:  # changed or removed sequences: rewrite the file without them (atomic), then add the new ones
-        keep = E.read_interventions(path, [n for n in E.list_sequences(path) if n not in stale])
-        E.write_interventions(path, {**keep, **made})
-    elif path.exists():
-        E.append_interventions(path, made)
-    else:
-        E.write_interventions(path, made)
-    state.set("interventions", {n: fp for n, (_, _, fp) in wanted.items()})
-    return path, todo
+# made by make_interventions (every kind: designed, edit, frames); see _interventions.py
+_wanted = wanted
 
 
 # ------------------------------------------------------------------------------------------------- models
@@ -223,8 +162,9 @@ def run_study(path: str | os.PathLike[str], *, say: Say | None = None, report: b
     say = say or (lambda _m: None)
     study.out.mkdir(parents=True, exist_ok=True)
     state = State(study.out)
-    interventions, seqs = run_interventions(study, state, say)
-    outputs, models = run_models(study, state, interventions, say, executor_options(study, executor, ray_address))
+    on = executor_options(study, executor, ray_address)
+    interventions, seqs = run_interventions(study, state, say, on)
+    outputs, models = run_models(study, state, interventions, say, on)
     scores_csv, rows, scored = run_scores(study, state, outputs, say)
     index, reported = run_report(study, state, outputs, interventions, say) if report else (None, False)
     computed = {"interventions": seqs, "models": models, "scores": ["scores"] if scored else [],
