@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from epg_core import DataError, UsageError
+from epg_core._errors import MissingFileError
 
 __all__ = ["IMAGE_SUFFIXES", "BACKGROUND", "natural_key", "load_image", "max_image_pixels"]
 
@@ -120,7 +121,7 @@ def load_image(
     if wh is not None:
         _check_pixels("requested size", wh[0], wh[1], UsageError)
     if not p.exists():
-        raise DataError(f"{p}: image file not found")
+        raise MissingFileError(f"{p}: image file not found")
     if not p.is_file():
         raise DataError(f"{p}: not a file (an image file was expected)")
     pic = _read(p, mode)

@@ -11,11 +11,13 @@ import click
 from ._extras import needs_extras, require_extra
 from ._options import (
     Alternative,
+    force_option,
     out_option,
     permutation_options,
     precision_option,
     quiet_option,
     refuse_collisions,
+    refuse_foreign_outputs,
     score_options_from,
     scoring_options,
     threads_option,
@@ -40,8 +42,9 @@ VERDICT_COLUMNS = ["significant", "model", "property", "output", "epg", "pvalue"
             "Parquet (typed columns; the 'tables' extra).", extra_names=["--csv"])
 @click.option("--rows", "show_rows", type=click.IntRange(0, 10**9), default=20, show_default=True,
               help="Rows of the table to print.")
+@force_option
 @quiet_option
-def score(outputs: Path, out: Path | None, show_rows: int, quiet: bool, **kwargs: Any) -> None:
+def score(outputs: Path, out: Path | None, show_rows: int, quiet: bool, force: bool, **kwargs: Any) -> None:
     """Score an outputs file: EPG, shuffle test, flips and Pearson rho for every model x checkpoint x sequence.
 
     Writes the tidy scores table as CSV (or Parquet, by the suffix of -o) and as the /scores dataset of
@@ -62,6 +65,7 @@ def score(outputs: Path, out: Path | None, show_rows: int, quiet: bool, **kwargs
     parquet = csv_path.suffix.lower() == ".parquet"
     if parquet:
         require_extra("score -o *.parquet", "tables", ["pyarrow", "pyarrow.parquet"])
+    refuse_foreign_outputs({csv_path: "scores-parquet" if csv_path.suffix == ".parquet" else "scores-csv"}, force)
     opts = score_options_from(kwargs)
     alpha, alternative, n_permutations, use_fdr = opts.alpha, opts.alternative, opts.n_permutations, opts.use_fdr
     with tqdm(desc="scoring curves", unit="curve", disable=True if quiet else None, leave=False) as bar:

@@ -12,7 +12,16 @@ import click
 
 from ._errors import Interrupted
 from ._extras import needs_extras
-from ._options import executor_options, out_option, progress_bar, quiet_option, refuse_collisions, threads_option
+from ._options import (
+    executor_options,
+    force_option,
+    out_option,
+    progress_bar,
+    quiet_option,
+    refuse_collisions,
+    refuse_foreign_outputs,
+    threads_option,
+)
 from ._table import format_table
 from ._types import SIZE, FiniteRange, Floats3, JsonObject, NameList
 
@@ -67,8 +76,14 @@ def _output_options(func: F) -> F:
     func = click.option("--sequence", "sequences", multiple=True,
                         help="Only this sequence of the interventions file(s) (repeatable).")(func)
     func = click.option("--model-name", default=None, help="Name of the model group in the outputs file.")(func)
+    func = click.option("--prompt-average", type=click.Choice(["cosine", "embedding"]), default="cosine",
+                        show_default=True,
+                        help="With [C, K, D] text embeddings: the mean over a class's K prompts of the cosine (the "
+                             "paper's, as export-clip stores it) or the cosine with their normalised mean "
+                             "embedding.")(func)
     func = click.option("--text-embeddings", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                        help="Text embeddings .npy [C, D] or [C, K, D] for --kind cosine.")(func)
+                        help="Text embeddings .npy [C, D] or [C, K, D] for --kind cosine (a CLIP export of "
+                             "export-clip carries its own).")(func)
     func = click.option("--kind", "output_kind", type=click.Choice(_KINDS), default="probabilities",
                         show_default=True, help="Stored outputs: softmax probabilities, logits or cosine.")(func)
     func = _classes_options(func)
@@ -115,7 +130,8 @@ def _path_or_none(value: Any) -> Path | None:
 
 def _atol_option(func: F) -> F:
     return click.option("--atol", type=FiniteRange(min=0), default=1e-4, show_default=True,
-                        help="Largest allowed |ONNX Runtime - torch eager| of the export check.")(func)
+                        help="Largest allowed |ONNX Runtime - torch eager| of the export check per unit of output "
+                             "scale (the limit is atol x max(1, max |torch output|)).")(func)
 
 
 # --------------------------------------------------------------------------- commands
@@ -129,9 +145,10 @@ def _atol_option(func: F) -> F:
 @_classes_options
 @_atol_option
 @threads_option
+@force_option
 @quiet_option
 @needs_extras("export", "torch")
-def export_command(checkpoint: Path, out: Path | None, quiet: bool, **kw: Any) -> None:
+def export_command(checkpoint: Path, out: Path | None, quiet: bool, force: bool, **kw: Any) -> None:
     """Export a torch checkpoint (a file or an HF model folder) to one ONNX file plus its preprocessing spec.
 
     The export is run by torch and ONNX Runtime on the same random batch and refused if they differ
@@ -160,6 +177,7 @@ def export_command(checkpoint: Path, out: Path | None, quiet: bool, **kw: Any) -
     options = _run_options(kw)
     refuse_collisions({"exported model": target, "model spec": spec_path(target)},
                       [checkpoint, options.classes_file])
+    refuse_foreign_outputs({target: "onnx", spec_path(target): "model-spec"}, force)
     loaded = load_for_run(checkpoint, options)
     prep = loaded.preprocessing
     n_out = int(torch_outputs(loaded.model, prep.random_batch(1)).shape[-1])
@@ -185,9 +203,10 @@ def export_command(checkpoint: Path, out: Path | None, quiet: bool, **kw: Any) -
 @_preprocessing_options
 @_atol_option
 @threads_option
+@force_option
 @quiet_option
 @needs_extras("predict", "onnx", "torch")
-def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: bool, **kw: Any) -> None:
+def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: bool, force: bool, **kw: Any) -> None:
     """Run one model on an interventions file or on image files; store its outputs.
 
     MODEL is an exported .onnx file (its spec beside it gives the preprocessing), a CLIP export of
@@ -208,6 +227,7 @@ def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: boo
     options = _run_options(kw)
     refuse_collisions({"outputs file": out}, [model, spec_path(model), *inputs, options.classes_file,
                                               _path_or_none(options.text_embeddings)])
+    refuse_foreign_outputs({out: "outputs"}, force)
     with progress_bar("predict", "seq", quiet) as progress:
         result = predict(model, list(inputs), out, options, progress=progress)
     click.echo(str(result.path))
@@ -233,10 +253,11 @@ def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: boo
 @executor_options("Where checkpoints run: this process, or Ray workers (a local Ray instance, or --ray-address); "
                   "with ray, checkpoints and the outputs file must be on a filesystem every node sees.")
 @threads_option
+@force_option
 @quiet_option
 @needs_extras("sweep", "torch")
 def sweep_command(checkpoints: str, inputs: tuple[Path, ...], out: Path, restart: bool, executor: str,
-                  ray_address: str | None, quiet: bool, **kw: Any) -> None:
+                  ray_address: str | None, quiet: bool, force: bool, **kw: Any) -> None:
     """Run every checkpoint of one training run on the inputs: one export, then weight swaps.
 
     CHECKPOINTS is a quoted glob, a .txt list file (one path a line) or a folder (of checkpoint files,
@@ -262,6 +283,7 @@ def sweep_command(checkpoints: str, inputs: tuple[Path, ...], out: Path, restart
     options = _run_options(kw)
     refuse_collisions({"outputs file": out}, [*find_checkpoints(checkpoints), *inputs, options.classes_file,
                                               _path_or_none(options.text_embeddings)])
+    refuse_foreign_outputs({out: "outputs"}, force)
     try:
         with progress_bar("sweep", "ckpt", quiet) as progress:
             result = sweep(checkpoints, list(inputs), out, options, restart=restart, progress=progress,
@@ -284,9 +306,11 @@ def sweep_command(checkpoints: str, inputs: tuple[Path, ...], out: Path, restart
             "(.onnx.text.npz) go beside it.", default=Path("clip.onnx"))
 @_atol_option
 @threads_option
+@force_option
 @quiet_option
 @needs_extras("export-clip", "torch")
-def export_clip_command(folder: Path, prompts: Path, out: Path, atol: float, threads: int, quiet: bool) -> None:
+def export_clip_command(folder: Path, prompts: Path, out: Path, atol: float, threads: int, quiet: bool,
+                        force: bool) -> None:
     """Export a transformers CLIPModel folder for zero-shot outputs with a set of prompts per class.
 
     The image tower with its projection goes to ONNX (checked against torch like every export); every
@@ -305,6 +329,7 @@ def export_clip_command(folder: Path, prompts: Path, out: Path, atol: float, thr
     inputs = [prompts, folder, *(sorted(folder.iterdir()) if folder.is_dir() else [])]
     refuse_collisions({"exported model": out, "model spec": spec_path(out), "prompt embeddings": text_path(out)},
                       inputs)
+    refuse_foreign_outputs({out: "onnx", spec_path(out): "model-spec", text_path(out): "clip-text"}, force)
     with progress_bar("export-clip", "step", quiet) as progress:
         result = export_clip(folder, prompts, out, atol=atol, threads=threads, progress=progress)
     for path in (result.onnx_path, result.spec_path, result.text_path):

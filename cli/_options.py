@@ -7,7 +7,7 @@ Errors are handled once for every command by :class:`epg_cli._errors.EpgGroup` (
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -29,6 +29,25 @@ def data_errors(func: F) -> F:
 def quiet_option(func: F) -> F:
     """``--quiet``: silence progress bars."""
     return click.option("--quiet", "-q", is_flag=True, help="Do not show progress bars or progress messages.")(func)
+
+
+def force_option(func: F) -> F:
+    """``--force``: replace an existing output that epg did not write (without it such a path is refused)."""
+    return click.option("--force", is_flag=True,
+                        help="Replace an existing output path even if epg did not write it (without --force such a "
+                             "path is refused; an earlier epg output of the same kind is always replaced).")(func)
+
+
+def refuse_foreign_outputs(outputs: Mapping[Any, str], force: bool) -> None:
+    """Refuse (exit 2, naming --force) an existing output path epg did not write as that kind (see
+    ``epg_core._guard``); checked before anything is written. With ``force`` such HDF5 files are removed (the
+    command writes a new one) and every other kind is replaced atomically by its writer."""
+    from epg_core._guard import discard_foreign, refuse_foreign
+
+    paths = {p: k for p, k in outputs.items() if p is not None}
+    refuse_foreign(paths, force=force)
+    if force:
+        discard_foreign(paths)
 
 
 def seed_option(func: F) -> F:

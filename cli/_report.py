@@ -8,7 +8,15 @@ from typing import Any
 import click
 
 from ._extras import needs_extras
-from ._options import out_option, quiet_option, refuse_collisions, score_options_from, scoring_options
+from ._options import (
+    force_option,
+    out_option,
+    quiet_option,
+    refuse_collisions,
+    refuse_foreign_outputs,
+    score_options_from,
+    scoring_options,
+)
 
 
 def register(group: click.Group) -> None:
@@ -40,10 +48,11 @@ def parse_checkpoints(value: str) -> str | tuple[str, ...]:
 @click.option("--attribution-sequence", "attribution_sequences", multiple=True, metavar="NAME",
               help="Sequence whose explanations are drawn (repeatable) [default: up to four, flips and not].")
 @scoring_options
+@force_option
 @quiet_option
 @needs_extras("report", "report")
 def report(outputs: Path, out: Path | None, interventions: tuple[Path, ...], checkpoints: str, quiet: bool,
-           **kwargs: Any) -> None:
+           force: bool, **kwargs: Any) -> None:
     """Answer the study on one page: a verdict table per property x model, mean behaviour curves, each
     sequence's curves, null distributions, EPG over checkpoints and the intervention strips.
 
@@ -57,6 +66,7 @@ def report(outputs: Path, out: Path | None, interventions: tuple[Path, ...], che
     opts = ReportOptions(score=score_options_from(kwargs), checkpoints=parse_checkpoints(checkpoints))
     out_dir = out or outputs.with_name(outputs.stem + "-report")
     refuse_collisions({"report folder": out_dir}, [outputs, *interventions])
+    refuse_foreign_outputs({out_dir: "report"}, force)
     say = (lambda _m: None) if quiet else (lambda m: click.echo(f"  plotting {m}", err=True))
     baselines = None
     if attributions is not None:  # the flip task and the explanations (epg attribute)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ._core import VERDICT_COLUMNS
-from ._options import executor_options, quiet_option
+from ._options import executor_options, force_option, quiet_option, refuse_foreign_outputs
 from ._table import echo_table
 
 
@@ -21,8 +21,10 @@ def register(group: click.Group) -> None:
 @click.option("--no-report", is_flag=True, help="Stop after scoring.")
 @executor_options("Where model sweeps run (ray: a local Ray instance, or --ray-address) [default: the study's "
                   "[executor] table, else local].", default=None)
+@force_option
 @quiet_option
-def run(study: Path, no_report: bool, executor: str | None, ray_address: str | None, quiet: bool) -> None:
+def run(study: Path, no_report: bool, executor: str | None, ray_address: str | None, quiet: bool,
+        force: bool) -> None:
     """Run a study file: images x interventions x models x checkpoints, scores and the report, in one folder.
 
     Every stage is skipped when its result exists for the same inputs and options; a changed option recomputes
@@ -34,6 +36,10 @@ def run(study: Path, no_report: bool, executor: str | None, ray_address: str | N
         epg run study.toml --executor ray --ray-address auto
     """
     from epg_bridges.study import run_study, verdict_rows
+    from epg_bridges.study._run import study_outputs
+    from epg_bridges.study._spec import load_study
+
+    refuse_foreign_outputs(study_outputs(load_study(study)), force)
 
     say = (lambda _m: None) if quiet else (lambda m: click.echo(f"  .. {m}", err=True))
     result = run_study(study, say=say, report=not no_report, executor=executor, ray_address=ray_address)

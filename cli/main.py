@@ -17,12 +17,23 @@ def _enable_compilation_cache() -> None:
 
     cache = os.environ.get("EPG_JAX_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "epg", "jax")
+    if not _writable_folder(cache):  # JAX would warn on every run; run without the cache instead (silently)
+        return
     try:
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     except (AttributeError, ValueError):  # older JAX: run without the cache
         pass
+
+
+def _writable_folder(path: str) -> bool:
+    """True when ``path`` is (or can be made) a folder this process can write."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return False
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
 
 
 @click.group(cls=EpgGroup, context_settings={"help_option_names": ["-h", "--help"]})

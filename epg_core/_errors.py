@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-__all__ = ["EpgError", "UsageError", "DataError", "StoreError"]
+__all__ = ["EpgError", "UsageError", "DataError", "MissingFileError", "StoreError"]
 
 ErrorKind = Literal["usage", "data", "io"]
 
@@ -32,6 +32,13 @@ class DataError(EpgError, ValueError):
     """An input file that is missing, of the wrong kind, or holds a bad field (exit 1)."""
 
     kind: ClassVar[ErrorKind] = "data"
+
+
+class MissingFileError(DataError):
+    """An input path that does not exist: the argument names nothing, so exit 2 like any usage error (it stays a
+    :class:`DataError` for callers that catch the v2 type)."""
+
+    kind: ClassVar[ErrorKind] = "usage"
 
 
 class StoreError(EpgError, OSError):

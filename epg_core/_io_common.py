@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from epg_core._atomic import file_lock
-from epg_core._errors import DataError, UsageError
+from epg_core._errors import DataError, MissingFileError, UsageError
 
 INTERVENTIONS_FORMAT = "epg-interventions"
 OUTPUTS_FORMAT = "epg-outputs"
@@ -146,7 +146,7 @@ def _text(value: Any) -> Any:
 def open_checked(path: Path, expected: str, mode: str = "r") -> h5py.File:
     """Open an existing epg HDF5 file of kind ``expected``; one-line DataError otherwise."""
     if not path.exists():
-        raise DataError(f"{path}: file not found")
+        raise MissingFileError(f"{path}: file not found")
     if not path.is_file():
         raise DataError(f"{path}: not a file")
     try:
@@ -177,6 +177,25 @@ def check_format(handle: h5py.File, path: Path, expected: str) -> None:
         shown = repr(_text(version)) if number == -1 else str(number)
         raise DataError(f"{path}: unsupported {expected} format_version {shown} "
                         f"(this epg reads 1 to {FORMAT_VERSION})")
+    if expected == OUTPUTS_FORMAT:
+        _check_outputs_tree(handle, path)
+
+
+def _check_outputs_tree(handle: h5py.File, path: Path) -> None:
+    """/models, each model and each of its sequences must be HDF5 groups (a dataset there is a damaged file)."""
+    models = handle.get(MODELS, getclass=True)
+    if models is None:
+        return
+    if models is not h5py.Group:
+        raise DataError(f"{path}: /{MODELS} is a dataset, not a group of models")
+    group: Any = handle[MODELS]
+    for name in group:
+        if group.get(name, getclass=True) is not h5py.Group:
+            raise DataError(f"{path}: /{MODELS}/{name} is a dataset, not a model group")
+        model: Any = group[name]
+        for seq in model:
+            if model.get(seq, getclass=True) is not h5py.Group:
+                raise DataError(f"{path}: /{MODELS}/{name}/{seq} is a dataset, not a sequence group")
 
 
 def check_budget(path: Path, field: str, shape: tuple[int, ...], itemsize: int) -> None:
@@ -306,6 +325,23 @@ def block_meta(group: h5py.Group, path: Path, model: str, sequence: str) -> Bloc
         raise DataError(f"{path}: {field} attribute 'preprocessing' must be a mapping, got {type(prep).__name__}")
     uid = str(attrs.pop(UID_ATTR, ""))
     return BlockMeta(model, sequence, field, (m, n, c), checkpoints, classes, kind, prep, attrs, uid)
+
+
+_KIND_RANGES = {"probabilities": (0.0, 1.0), "cosine": (-1.0, 1.0)}
+_RANGE_SLACK = 1e-3  # float32 round-off of a softmax or a cosine
+
+
+def check_output_range(path: Path | str, field: str, kind: str, outputs: np.ndarray, done: np.ndarray) -> None:
+    """Refuse probabilities outside [0, 1] and cosines outside [-1, 1]: such a file's ``output_kind`` is wrong
+    (logits stored as probabilities would be scored as garbage without a word)."""
+    bounds = _KIND_RANGES.get(kind)
+    rows = outputs[done]
+    if bounds is None or rows.size == 0:
+        return
+    low, high = float(np.nanmin(rows)), float(np.nanmax(rows))
+    if low < bounds[0] - _RANGE_SLACK or high > bounds[1] + _RANGE_SLACK:
+        raise DataError(f"{path}: {field} has values from {low:.4g} to {high:.4g}, outside [{bounds[0]:g}, "
+                        f"{bounds[1]:g}] for output_kind {kind!r} (logits? store them with --kind logits)")
 
 
 def check_finite_outputs(

@@ -37,6 +37,7 @@ from epg_core._io_common import (
     check_finite_outputs,
     check_finite_values,
     check_name,
+    check_output_range,
     check_steps,
     dataset,
     read_attr,
@@ -139,6 +140,7 @@ def _check_block_for_writing(block: OutputsBlock) -> None:
     check_steps(where, "values", block.outputs.shape[1])
     check_finite_values(where, "values", block.values)
     check_finite_outputs(where, "outputs", block.outputs, block.done, block.checkpoints, block.classes)
+    check_output_range(where, "outputs", block.output_kind, np.asarray(block.outputs), np.asarray(block.done, bool))
     if block.prompt_outputs is not None:
         check_finite_outputs(where, "prompt_outputs", block.prompt_outputs, block.done, block.checkpoints,
                              block.prompts or [])
@@ -288,6 +290,7 @@ def _read_chunk(
     names = meta.checkpoints[start:stop]
     classes = meta.classes if columns is None else [meta.classes[j] for j in columns]
     check_finite_outputs(path, f"{meta.field}/outputs", outputs, done, names, classes)
+    check_output_range(path, f"{meta.field}/outputs", meta.output_kind, outputs, done)
     attrs = dict(meta.attrs)
     prompts = read_prompt_fields(group, path, meta.field, meta.shape, meta.classes, pop_prompt_attrs(attrs),
                                  slice(start, stop), slice(s0, s1), done, names)

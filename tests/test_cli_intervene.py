@@ -317,7 +317,7 @@ def test_list_shows_every_sequence(tmp_path: Path) -> None:
         ["b-brightness", "brightness", "b", "brightness", "5", "0", "..", "-1", "fraction", "40x36", "yes"],
         ["a-rotation", "rotation", "a", "rotation", "4", "10", "..", "40", "deg", "40x36", "no"],
     ]
-    one_line_error(run_cli("intervene", "list", tmp_path / "missing.h5"), 1, "missing.h5")
+    one_line_error(run_cli("intervene", "list", tmp_path / "missing.h5"), 2, "missing.h5")
     one_line_error(run_cli("intervene", "list", a), 1, "a.png")
 
 

@@ -173,3 +173,57 @@ def test_cli_export_clip_then_predict(clip_folder: Path, tmp_path: Path) -> None
     one_line_error(run_cli("predict", onnx_path, inputs, "-o", out, "--classes", "a,b", "-q"), 2, "prompts file")
     one_line_error(run_cli("export-clip", clip_folder, "--prompts", tmp_path / "missing.toml", "-o",
                            tmp_path / "x.onnx"), 2, "missing.toml", "not found")
+
+
+def test_predict_clip_export_with_kind_cosine_finds_its_prompts(clip_folder: Path, tmp_path: Path) -> None:
+    """Issue 17: `epg predict clip.onnx --kind cosine` uses the prompt embeddings beside the export (it was refused
+    with "needs text embeddings")."""
+    from helpers import run_cli
+
+    prompts = tmp_path / "prompts.toml"
+    prompts.write_text(PROMPTS)
+    onnx_path = tmp_path / "clip.onnx"
+    assert run_cli("export-clip", clip_folder, "--prompts", prompts, "-o", onnx_path, "-q").exit_code == 0
+    inputs = turntable(tmp_path / "turntable.h5")
+    plain, cosine = tmp_path / "a.h5", tmp_path / "b.h5"
+    assert run_cli("predict", onnx_path, inputs, "-o", plain, "-q").exit_code == 0
+    result = run_cli("predict", onnx_path, inputs, "--kind", "cosine", "-o", cosine, "-q")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(E.read_outputs(plain)[0].outputs, E.read_outputs(cosine)[0].outputs)
+
+
+def test_text_embeddings_with_prompts_give_the_papers_mean_of_cosines(clip_folder: Path, tmp_path: Path) -> None:
+    """Issue 17: `--text-embeddings [C, K, D]` gives the mean over prompts of the cosine, as export-clip stores it;
+    the cosine with the mean embedding only with --prompt-average embedding (and it differs)."""
+    import json
+
+    from helpers import run_cli
+
+    prompts = tmp_path / "prompts.toml"
+    prompts.write_text('[classes]\ncat = ["a photo of a cat", "a cat"]\ndog = ["a photo of a dog", "a dog"]\n')
+    onnx_path = tmp_path / "clip.onnx"
+    assert run_cli("export-clip", clip_folder, "--prompts", prompts, "-o", onnx_path, "-q").exit_code == 0
+    text = load_clip_text(onnx_path)
+    assert text is not None
+    ckd = text.embeddings.reshape(2, 2, -1)  # [C, K, D], prompts in class order
+    np.save(tmp_path / "ckd.npy", ckd)
+    plain = tmp_path / "plain.onnx"  # the same image tower as an ordinary export (no prompts beside it)
+    shutil.copyfile(onnx_path, plain)
+    spec = json.loads((tmp_path / "clip.onnx.json").read_text())
+    del spec["info"]["clip"]
+    (tmp_path / "plain.onnx.json").write_text(json.dumps(spec))
+    inputs = turntable(tmp_path / "turntable.h5")
+    outs = {}
+    for name, extra in (("clip", []), ("mean-cos", []), ("mean-emb", ["--prompt-average", "embedding"])):
+        model = onnx_path if name == "clip" else plain
+        args = [] if name == "clip" else ["--kind", "cosine", "--text-embeddings", tmp_path / "ckd.npy", *extra]
+        result = run_cli("predict", model, inputs, *args, "-o", tmp_path / f"{name}.h5", "-q")
+        assert result.exit_code == 0, result.output
+        outs[name] = E.read_outputs(tmp_path / f"{name}.h5")[0].outputs[0]
+    np.testing.assert_allclose(outs["mean-cos"], outs["clip"], atol=1e-6, rtol=0)
+    assert np.abs(outs["mean-emb"] - outs["clip"]).max() > 1e-4  # the other definition, only when asked
+    cos_mean = np.asarray(outs["clip"])
+    assert cos_mean.shape == outs["mean-emb"].shape
+    # cos(x, mean_k e_k) = |mean|^-1 * mean_k cos(x, e_k): the two definitions differ by the norm of the mean
+    norms = np.linalg.norm(ckd.mean(axis=1), axis=1)
+    np.testing.assert_allclose(outs["mean-emb"], cos_mean / norms, atol=1e-5, rtol=0)

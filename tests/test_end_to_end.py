@@ -145,13 +145,13 @@ def test_score_fdr_and_values_spacing(bridge_outputs: Path, tmp_path: Path) -> N
 @pytest.mark.parametrize(
     "args, code, fragment",
     [
-        (["score", "missing.h5"], 1, "file not found"),
+        (["score", "missing.h5"], 2, "file not found"),  # the argument names nothing: usage
         (["score", "{interventions}"], 1, "interventions"),
         (["score", "{outputs}", "--class", "zebra"], 2, "unknown class 'zebra'"),  # a bad option value
         (["score", "{outputs}", "--class", "9"], 2, "out of range"),
         (["score", "{outputs}", "--spacing", "log"], 2, "Invalid value"),
         (["score", "{outputs}", "-o", "{outputs}"], 2, "overwrite"),
-        (["report", "missing.h5"], 1, "file not found"),
+        (["report", "missing.h5"], 2, "file not found"),
     ],
 )
 def test_score_errors_are_one_line(

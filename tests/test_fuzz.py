@@ -242,6 +242,17 @@ BAD_OUTPUTS: dict[str, Callable[[Path], object]] = {
     "classes-bad-json": _h5_edit(_attr("models/m/s", "classes", "[not json")),
     "no-models": _h5_edit(lambda h: h.__delitem__("models")),
     "format-version": _h5_edit(_attr("/", "format_version", 99)),
+    # issue 17: a dataset where a group belongs was an AttributeError
+    "model-is-dataset": _h5_edit(lambda h: (h["models"].__delitem__("m"), h["models"].create_dataset("m", data=[1]))),
+    "sequence-is-dataset": _h5_edit(lambda h: (h["models/m"].__delitem__("s"),
+                                               h["models/m"].create_dataset("s", data=[1.0]))),
+    "models-is-dataset": _h5_edit(lambda h: (h.__delitem__("models"), h.create_dataset("models", data=[1]))),
+    # issue 17: probabilities from -5 to 7 were scored without a word
+    "probabilities-out-of-range": _h5_edit(_replace("models/m/s/outputs",
+                                                    np.linspace(-5, 7, 54, dtype=np.float32).reshape(3, 6, 3))),
+    "probabilities-negative": _h5_edit(_set("models/m/s/outputs", (1, 2, 0), -0.5)),
+    "cosine-out-of-range": _h5_edit(lambda h: (_attr("models/m/s", "output_kind", "cosine")(h),
+                                               _set("models/m/s/outputs", (0, 3, 1), 3.0)(h))),
 }
 
 
@@ -414,7 +425,7 @@ def _option_cases() -> list[Case]:
              "zebra"),
         case("score-class-index-out-of-range", lambda t: ["score", f"{t}/out.h5", "--class", "99", "-k", "50", "-q"],
              2, "99"),
-        case("score-missing-file", lambda t: ["score", f"{t}/nope.h5", "-q"], 1, "nope.h5"),
+        case("score-missing-file", lambda t: ["score", f"{t}/nope.h5", "-q"], 2, "nope.h5"),
         case("report-unknown-checkpoint", lambda t: ["report", f"{t}/out.h5", "--checkpoints", "epoch_77", "-o",
                                                      f"{t}/rep", "-k", "50", "-q"], 2, "epoch_77"),
         case("report-unknown-class", lambda t: ["report", f"{t}/out.h5", "--class", "zebra", "-o", f"{t}/rep",
@@ -434,7 +445,7 @@ def _option_cases() -> list[Case]:
         case("export-bad-arch-kwargs", lambda t: ["export", f"{t}/tiny.pt", "--arch-kwargs", '{"dim": -4}', "-o",
                                                   f"{t}/new.onnx", "-q"], 1, "tiny.pt", "'dim': -4"),
         case("predict-missing-input", lambda t: ["predict", f"{t}/tiny.onnx", f"{t}/nope.png", "-o", f"{t}/new.h5",
-                                                 "-q"], 1, "nope.png"),
+                                                 "-q"], 2, "nope.png"),
         case("sweep-no-checkpoint-matches", lambda t: ["sweep", f"{t}/run/nothing_*.pt", f"{t}/iv.h5", "-o",
                                                        f"{t}/new.h5", "-q"], 2, "nothing_*.pt"),
         case("synthetic-patch-missing", lambda t: syn(t, "--kind", "patch"), 2, "--patch"),
@@ -446,7 +457,7 @@ def _option_cases() -> list[Case]:
         case("synthetic-huge-n-steps", lambda t: syn(t, "--kind", "hue", "--n-steps", "100000", "--size", "4000"),
              2, "steps"),
         case("synthetic-missing-image", lambda t: syn(t, "--kind", "hue")[:2] + [f"{t}/nope.png", "--kind", "hue"],
-             1, "nope.png"),
+             2, "nope.png"),
         case("frames-values-not-numbers", lambda t: frames(t, "--values", f"{t}/bad.csv"), 1, "bad.csv",
              pre=lambda t: (t / "bad.csv").write_text("a\nx\ny\nz\n")),
         case("frames-values-nan", lambda t: frames(t, "--values", f"{t}/nan.csv"), 1, "nan.csv",
@@ -508,8 +519,173 @@ def _generic_cases() -> list[Case]:
     return cases
 
 
+# --------------------------------------------------------------------------- issue 17: foreign files, bad models
+
+
+def _foreign_text(name: str, text: str = "my notes, not epg's\n") -> Callable[[Path], object]:
+    def make(t: Path) -> None:
+        (t / name).parent.mkdir(parents=True, exist_ok=True)
+        (t / name).write_text(text)
+    return make
+
+
+def _copy_to(src: str, dst: str) -> Callable[[Path], object]:
+    def make(t: Path) -> None:
+        (t / dst).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(t / src, t / dst)
+    return make
+
+
+def _study(t: Path, *, interventions: str = 'kind = "hue"\nn_steps = 4\n', models: str = "") -> None:
+    (t / "study.toml").write_text(
+        '[study]\nname = "s"\nout = "study-out"\n\n[[images]]\npath = "photo.png"\n\n'
+        f'[[interventions]]\nproperty = "p"\n{interventions}\n'
+        f'[[models]]\nname = "tiny"\ncheckpoints = "run/epoch_*.pt"\nsize = 32\n{models}')
+
+
+def _guard_cases() -> list[Case]:
+    """An existing path that epg did not write is refused before anything is written, naming --force."""
+    def case(cid: str, args: Callable[[Path], list[str]], pre: Callable[[Path], object], code: int = 2,
+             *needles: str) -> Case:
+        def build(t: Path) -> list[str]:
+            pre(t)
+            return args(t)
+        return Case(f"guard-{cid}", build, code, needles or ("--force",))
+
+    score = lambda t, o: ["score", f"{t}/out.h5", "-o", f"{t}/{o}", "-k", "50", "-q"]  # noqa: E731
+    report = lambda t, o: ["report", f"{t}/out.h5", "-o", f"{t}/{o}", "-k", "50", "-q"]  # noqa: E731
+    export = lambda t, o: ["export", f"{t}/tiny.pt", "-o", f"{t}/{o}", "--size", "32", "-q"]  # noqa: E731
+    predict = lambda t, o: ["predict", f"{t}/tiny.onnx", f"{t}/iv.h5", "-o", f"{t}/{o}", "-q"]  # noqa: E731
+    sweep = lambda t, o: ["sweep", f"{t}/run/epoch_*.pt", f"{t}/iv.h5", "-o", f"{t}/{o}", "--size", "32",  # noqa: E731
+                          "-q"]
+    clip = lambda t, o: ["export-clip", f"{t}/no-clip", "--prompts", f"{t}/p.toml", "-o", f"{t}/{o}",  # noqa: E731
+                         "-q"]
+    syn = lambda t, o: ["intervene", "synthetic", f"{t}/photo.png", "--kind", "hue", "--append", "-q",  # noqa: E731
+                        "-o", f"{t}/{o}"]
+    cases = [
+        case("score-csv-onto-interventions", lambda t: score(t, "cvd.h5"), _copy_to("iv.h5", "cvd.h5"), 2,
+             "cvd.h5", "interventions", "--force"),
+        case("score-csv-onto-notes", lambda t: score(t, "notes.txt"), _foreign_text("notes.txt"), 2, "notes.txt",
+             "--force"),
+        case("score-csv-onto-foreign-csv", lambda t: score(t, "table.csv"), _foreign_text("table.csv", "a,b\n1,2\n")),
+        case("score-csv-onto-empty-file", lambda t: score(t, "empty.csv"), _foreign_text("empty.csv", "")),
+        case("score-csv-onto-image", lambda t: score(t, "pic.csv"), _copy_to("photo.png", "pic.csv")),
+        case("score-csv-onto-checkpoint", lambda t: score(t, "ck.csv"), _copy_to("tiny.pt", "ck.csv")),
+        case("score-csv-onto-outputs-copy", lambda t: score(t, "other.csv"), _copy_to("out.h5", "other.csv"), 2,
+             "outputs", "--force"),
+        case("score-parquet-onto-notes", lambda t: score(t, "s.parquet"), _foreign_text("s.parquet")),
+        case("report-onto-foreign-index", lambda t: report(t, "mysite"), _foreign_text("mysite/index.html",
+                                                                                   "<html>mine</html>\n"), 2,
+             "mysite", "--force"),
+        case("report-onto-folder-of-files", lambda t: report(t, "docs"), _foreign_text("docs/notes.md")),
+        case("report-onto-file", lambda t: report(t, "rep.html"), _foreign_text("rep.html"), 2, "rep.html"),
+        case("export-onto-notes", lambda t: export(t, "notes.onnx"), _foreign_text("notes.onnx")),
+        case("export-onto-image", lambda t: export(t, "pic.onnx"), _copy_to("photo.png", "pic.onnx")),
+        case("export-onto-foreign-spec", lambda t: export(t, "new.onnx"), _foreign_text("new.onnx.json", "{}\n"), 2,
+             "new.onnx.json", "--force"),
+        case("export-onto-foreign-onnx-copy", lambda t: export(t, "other.onnx"), _copy_to("tiny.onnx.json",
+                                                                                          "other.onnx")),
+        case("export-clip-onto-notes", lambda t: clip(t, "clip.onnx"), _foreign_text("clip.onnx"), 2, "clip.onnx",
+             "--force"),
+        case("export-clip-onto-foreign-text", lambda t: clip(t, "c.onnx"), _foreign_text("c.onnx.text.npz"), 2,
+             "c.onnx.text.npz", "--force"),
+        case("predict-onto-notes", lambda t: predict(t, "notes.txt"), _foreign_text("notes.txt")),
+        case("predict-onto-other-interventions", lambda t: predict(t, "iv2.h5"), _copy_to("iv.h5", "iv2.h5"), 2,
+             "iv2.h5", "interventions", "--force"),
+        case("predict-onto-foreign-hdf5", lambda t: predict(t, "plain.h5"), _plain_hdf5_in("plain.h5")),
+        case("predict-onto-csv", lambda t: predict(t, "table.csv"), _foreign_text("table.csv", "a,b\n")),
+        case("sweep-onto-notes", lambda t: sweep(t, "notes.h5"), _foreign_text("notes.h5")),
+        case("sweep-onto-other-interventions", lambda t: sweep(t, "iv2.h5"), _copy_to("iv.h5", "iv2.h5")),
+        case("sweep-onto-image", lambda t: sweep(t, "pic.h5"), _copy_to("photo.png", "pic.h5")),
+        case("run-onto-foreign-scores", lambda t: ["run", f"{t}/study.toml", "-q"],
+             lambda t: (_study(t), _foreign_text("study-out/scores.csv")(t)), 2, "scores.csv", "--force"),
+        case("run-onto-foreign-outputs", lambda t: ["run", f"{t}/study.toml", "-q"],
+             lambda t: (_study(t), _foreign_text("study-out/outputs.h5")(t)), 2, "outputs.h5", "--force"),
+        case("run-onto-foreign-interventions", lambda t: ["run", f"{t}/study.toml", "-q"],
+             lambda t: (_study(t), _copy_to("out.h5", "study-out/interventions.h5")(t)), 2, "interventions.h5",
+             "--force"),
+        case("run-onto-foreign-report", lambda t: ["run", f"{t}/study.toml", "-q"],
+             lambda t: (_study(t), _foreign_text("study-out/report/index.html")(t)), 2, "report", "--force"),
+        case("demo-onto-foreign-folder", lambda t: ["demo", "--quick", "-o", f"{t}/mine", "-q", "-k", "50"],
+             _foreign_text("mine/study.toml", "[study]\nname = 'mine'\n"), 2, "mine", "--force"),
+        case("synthetic-append-onto-notes", lambda t: syn(t, "notes.h5"), _foreign_text("notes.h5"), 2, "notes.h5",
+             "not an epg interventions file"),
+        case("synthetic-append-onto-outputs", lambda t: syn(t, "o.h5"), _copy_to("out.h5", "o.h5"), 2, "o.h5",
+             "not an epg interventions file"),
+        case("frames-append-onto-notes", lambda t: ["intervene", "frames", f"{t}/frames", "--append", "-q", "-o",
+                                                    f"{t}/notes.h5"], _foreign_text("notes.h5"), 2, "notes.h5"),
+    ]
+    return cases
+
+
+def _plain_hdf5_in(name: str) -> Callable[[Path], object]:
+    def make(t: Path) -> None:
+        with h5py.File(t / name, "w") as handle:
+            handle.create_dataset("x", data=np.zeros(3))
+    return make
+
+
+def _spec_classes(classes: list[str]) -> Callable[[Path], object]:
+    """A copy of the tiny export whose spec names ``classes`` (the model has 3 outputs)."""
+    def make(t: Path) -> None:
+        shutil.copyfile(t / "tiny.onnx", t / "m2.onnx")
+        spec = json.loads((t / "tiny.onnx.json").read_text())
+        spec["classes"] = classes
+        (t / "m2.onnx.json").write_text(json.dumps(spec))
+    return make
+
+
+def _model_cases() -> list[Case]:
+    """Bad models and model options (issue 17)."""
+    def case(cid: str, args: Callable[[Path], list[str]], code: int, *needles: str,
+             pre: Callable[[Path], object] | None = None) -> Case:
+        def build(t: Path) -> list[str]:
+            if pre is not None:
+                pre(t)
+            return args(t)
+        return Case(f"model-{cid}", build, code, needles)
+
+    run = lambda t: ["run", f"{t}/study.toml", "-q"]  # noqa: E731
+    cases = [
+        case("export-size-2", lambda t: ["export", f"{t}/tiny.pt", "--size", "2", "-o", f"{t}/new.onnx", "-q"], 2,
+             "--size", "[3, 2, 2]"),
+        case("export-size-3x5", lambda t: ["export", f"{t}/tiny.pt", "--size", "3x5", "-o", f"{t}/new.onnx", "-q"],
+             2, "--size"),
+        case("predict-size-2", lambda t: ["predict", f"{t}/tiny.pt", f"{t}/iv.h5", "--size", "2", "-o",
+                                          f"{t}/new.h5", "-q"], 2, "--size"),
+        case("sweep-size-2", lambda t: ["sweep", f"{t}/run/epoch_*.pt", f"{t}/iv.h5", "--size", "2", "-o",
+                                        f"{t}/new.h5", "-q"], 2, "--size"),
+        case("predict-spec-2-classes-3-outputs", lambda t: ["predict", f"{t}/m2.onnx", f"{t}/iv.h5", "-o",
+                                                            f"{t}/new.h5", "-q"], 1, "m2.onnx.json", "2 classes",
+             pre=_spec_classes(["a", "b"])),
+        case("predict-spec-4-classes-3-outputs", lambda t: ["predict", f"{t}/m2.onnx", f"{t}/iv.h5", "-o",
+                                                            f"{t}/new.h5", "-q"], 1, "m2.onnx.json", "4 classes",
+             pre=_spec_classes(["a", "b", "c", "d"])),
+        case("study-interventions-typo", run, 2, "study.toml", "'nsteps'", "n_steps",
+             pre=lambda t: _study(t, interventions='kind = "darken-background"\nnsteps = 4\n')),
+        case("study-interventions-typo-sigma", run, 2, "study.toml", "'sgima'", "sigma",
+             pre=lambda t: _study(t, interventions='kind = "background"\nsgima = 0.3\nn_steps = 4\n')),
+        case("study-interventions-foreign-key", run, 2, "study.toml", "'fill'",
+             pre=lambda t: _study(t, interventions='kind = "hue"\nfill = [0, 0, 0]\nn_steps = 4\n')),
+        case("study-models-typo", run, 2, "study.toml", "'clases'", "classes",
+             pre=lambda t: _study(t, models='clases = ["a", "b", "c"]\n')),
+        case("study-models-typo-size", run, 2, "study.toml", "'szie'", "size",
+             pre=lambda t: _study(t, models='szie = 32\n')),
+    ]
+    for kind, data in {"garbage": b"this is not an onnx model", "empty": b"", "truncated": None}.items():
+        def make(t: Path, data: bytes | None = data) -> None:
+            (t / "bad.onnx").write_bytes(data if data is not None else (t / "tiny.onnx").read_bytes()[:2000])
+        cases.append(case(f"predict-onnx-{kind}", lambda t: ["predict", f"{t}/bad.onnx", f"{t}/iv.h5", "-o",
+                                                            f"{t}/new.h5", "-q"], 1, "bad.onnx",
+                          "not a valid ONNX model", pre=make))
+        cases.append(case(f"predict-onnx-{kind}-images", lambda t: ["predict", f"{t}/bad.onnx", f"{t}/photo.png",
+                                                                    f"{t}/frames/f0.png", "-o", f"{t}/new.h5", "-q"], 1,
+                          "bad.onnx", "not a valid ONNX model", pre=make))
+    return cases
+
+
 CASES: list[Case] = (_image_cases() + _checkpoint_cases() + _interventions_cases() + _outputs_cases()
-                     + _collision_cases() + _option_cases() + _generic_cases())
+                     + _collision_cases() + _option_cases() + _guard_cases() + _model_cases() + _generic_cases())
 
 
 # --------------------------------------------------------------------------- checks
@@ -662,3 +838,168 @@ def test_case_ids_are_unique() -> None:
     ids = [c.id for c in CASES]
     assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
     json.dumps(ids)  # plain strings
+
+
+# --------------------------------------------------------------------------- issue 17: writing, the right result
+
+
+def test_epg_outputs_are_replaced_and_force_replaces_foreign_files(project: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rescoring stays a one-liner (an epg output of the same kind is replaced); --force replaces a foreign file."""
+    work = _prepare(project, tmp_path, monkeypatch)
+    score = ["score", f"{work}/out.h5", "-k", "50", "-q"]
+    for _ in range(2):
+        assert _invoke(score).exit_code == 0
+    csv_path = work / "out.scores.csv"
+    assert csv_path.read_text().startswith("model,")
+    (work / "notes.txt").write_text("mine\n")
+    result = _invoke([*score, "-o", f"{work}/notes.txt"])
+    assert result.exit_code == 2 and "--force" in result.stderr and (work / "notes.txt").read_text() == "mine\n"
+    assert _invoke([*score, "-o", f"{work}/notes.txt", "--force"]).exit_code == 0
+    assert (work / "notes.txt").read_text() == csv_path.read_text()
+
+    report = ["report", f"{work}/out.h5", "-k", "50", "-q", "-o", f"{work}/site"]
+    (work / "site").mkdir()
+    (work / "site" / "index.html").write_text("<html>mine</html>")
+    assert _invoke(report).exit_code == 2 and (work / "site" / "index.html").read_text() == "<html>mine</html>"
+    assert _invoke([*report, "--force"]).exit_code == 0
+    page = (work / "site" / "index.html").read_text()
+    assert '<meta name="generator" content="epg report">' in page
+    assert _invoke(report).exit_code == 0  # now epg's own: replaced without --force
+
+    export = ["export", f"{work}/tiny.pt", "--size", "32", "-q", "-o", f"{work}/m.onnx"]
+    for _ in range(2):
+        assert _invoke(export).exit_code == 0
+    predict = ["predict", f"{work}/m.onnx", f"{work}/iv.h5", "-q", "-o", f"{work}/p.h5"]
+    (work / "p.h5").write_text("mine\n")
+    assert _invoke(predict).exit_code == 2 and (work / "p.h5").read_text() == "mine\n"
+    assert _invoke([*predict, "--force"]).exit_code == 0
+    assert _invoke(predict).exit_code == 0  # an epg outputs file: blocks are added/replaced
+    assert [b.sequence for b in __import__("epg_core").read_outputs(work / "p.h5")]
+
+
+def test_a_broken_torchvision_is_one_line(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed package that raises on import (here a fake torchvision) gives one line, not its traceback."""
+    work = _prepare(project, tmp_path, monkeypatch)
+    fake = tmp_path / "site" / "torchvision"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        monkeypatch.delitem(sys.modules, name)
+    before = _tree(work)
+    args = ["export", f"{work}/tiny.pt", "--arch", "torchvision:resnet18", "--size", "32", "-o", f"{work}/n.onnx",
+            "-q"]
+    result = _invoke(args)
+    _check_error(result.exit_code, result.stderr, result.output,
+                 Case("torchvision", lambda t: args, 1, ("torchvision", "fails to import", "nms")), args)
+    _check_tree(before, work)
+
+
+def test_an_unwritable_jax_cache_is_silent(project: Path, tmp_path: Path) -> None:
+    """A cache folder that cannot be made (its parent is a file) costs the cache, never a warning block."""
+    (tmp_path / "file").write_text("x")
+    env = {**os.environ, "EPG_JAX_CACHE": str(tmp_path / "file" / "cache"),
+           "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.run([sys.executable, "-c", "from epg_cli.main import cli; cli(prog_name='epg')", "score",
+                           str(project / "out.h5"), "-o", str(tmp_path / "s.csv"), "-k", "50", "-q"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "", proc.stderr
+
+
+def test_quiet_intervene_prints_nothing(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    work = _prepare(project, tmp_path, monkeypatch)
+    result = _invoke(["intervene", "synthetic", f"{work}/photo.png", "--kind", "hue", "--n-steps", "3", "-q", "-o",
+                      f"{work}/q.h5"])
+    assert result.exit_code == 0 and result.output == "", result.output
+    assert (work / "q.h5").exists()
+
+
+def test_symlinked_checkpoints_keep_their_own_names(tmp_path: Path) -> None:
+    """``best.pth -> epoch_7.pth`` is named ``best``; a Hugging Face snapshot's files are not named by blob hash."""
+    from epg_bridges.models import checkpoint_names, find_checkpoints
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("epoch_7.pth", "epoch_8.pth"):
+        (run / name).write_bytes(b"x")
+    os.symlink(run / "epoch_7.pth", run / "best.pth")
+    os.symlink("epoch_8.pth", run / "last.pth")
+    assert checkpoint_names([run / "best.pth", run / "last.pth"]) == ["best", "last"]
+    blobs, snap = tmp_path / "hub" / "blobs", tmp_path / "hub" / "snapshots" / "abc123"
+    blobs.mkdir(parents=True)
+    snap.mkdir(parents=True)
+    (blobs / "9f86d081884c7d65").write_bytes(b"w")
+    os.symlink(blobs / "9f86d081884c7d65", snap / "model.safetensors")
+    assert checkpoint_names(find_checkpoints(str(snap / "*.safetensors"))) == ["model"]
+
+
+def test_parity_tolerance_is_relative_to_the_output_scale() -> None:
+    """Logits near 2,800 differ by float32 round-off (~5e-7 relative): accepted; a real 1e-3 relative error is not."""
+    from epg_bridges.models._runner import parity_tolerance
+
+    big = np.array([[2800.0, -1200.0]])
+    assert parity_tolerance(1e-4, big) == pytest.approx(0.28)
+    assert parity_tolerance(1e-4, np.array([[0.3, 0.7]])) == pytest.approx(1e-4)  # small outputs: atol as given
+    ulp = float(np.spacing(np.float32(2800.0)))
+    assert 1e-4 < ulp < parity_tolerance(1e-4, big)  # one float32 step at 2,800 exceeds the absolute atol
+    assert 2800 * 1e-3 > parity_tolerance(1e-4, big)
+
+
+def test_export_of_large_logits_passes_the_parity_check(tmp_path: Path) -> None:
+    """A model whose logits are in the thousands exports (an absolute 1e-4 refused it on round-off)."""
+    from torch import nn
+
+    from epg_bridges.models import Preprocessing, export_onnx
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 6 * 6, 2))
+    with torch.no_grad():
+        model[3].weight.mul_(20_000.0)
+    result = export_onnx(model, tmp_path / "big.onnx", preprocessing=Preprocessing(size=(8, 8)), atol=1e-4)
+    ref = model(torch.from_numpy(Preprocessing(size=(8, 8)).random_batch(4))).detach().numpy()
+    assert np.abs(ref).max() > 2000
+    assert 1e-4 < result.max_abs_diff <= 1e-4 * np.abs(ref).max()  # beyond the old absolute limit, within scale
+
+
+def test_report_plot_names_never_collide(tmp_path: Path) -> None:
+    """Sequences whose names slug alike ("a.b", "a-b", "A B") get one plot file each."""
+    from epg_bridges.report._common import plot_name
+
+    names = {plot_name("sequences", "m", s) for s in ("a.b", "a-b", "A B", "a_b")}
+    assert len(names) == 4
+    blocks = []
+    for seq in ("a.b", "a-b"):
+        block = _outputs_block()
+        blocks.append(OutputsBlock(model="m", sequence=seq, outputs=block.outputs, done=block.done,
+                                   checkpoints=block.checkpoints, classes=block.classes, values=block.values,
+                                   output_kind="probabilities", preprocessing=block.preprocessing,
+                                   attrs={**block.attrs, "property": seq, "image": seq}))
+    write_outputs(tmp_path / "o.h5", blocks)
+    result = _invoke(["report", str(tmp_path / "o.h5"), "-o", str(tmp_path / "rep"), "-k", "50", "-q",
+                      "--checkpoints", "all"])
+    assert result.exit_code == 0, result.output
+    pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
+    for kind in ("sequences", "curves"):  # one figure per property, each in its own file
+        assert len([p for p in pngs if p.startswith(kind + "_")]) == 2, pngs
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert all(p in page for p in pngs if p.startswith("sequences_"))
+
+
+def test_a_curve_of_three_million_steps_is_refused_before_allocating() -> None:
+    """Issue 17: exact null moments of a 3,000,000-step curve needed an N x N table (8 TiB); now one DataError
+    (the limit is issue 20's MAX_TABLE_STEPS), raised before any table exists."""
+    import tracemalloc
+
+    import epg_core as E
+
+    y = np.zeros(3_000_000, np.float32)
+    tracemalloc.start()
+    try:
+        with pytest.raises(E.DataError, match="3,000,000 steps"):
+            E.permutation_moments(y)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 * 2**20  # no N^2 table (or anything near it) was allocated

@@ -11,7 +11,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from epg_core import DataError, UsageError
+from epg_core import UsageError
+from epg_core._errors import MissingFileError
 
 from .._images import natural_key
 
@@ -75,7 +76,7 @@ def find_checkpoints(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[s
             raise UsageError("no checkpoints given")
     for path in paths:
         if not path.exists():
-            raise DataError(f"{path}: checkpoint not found")
+            raise MissingFileError(f"{path}: checkpoint not found")
     ordered = natural_sorted(paths)
     dupes = {str(p) for p in ordered if ordered.count(p) > 1}
     if dupes:
@@ -97,8 +98,12 @@ def _read_list_file(path: Path) -> list[Path]:
 
 
 def checkpoint_names(paths: Sequence[Path]) -> list[str]:
-    """Short unique names: paths relative to their common folder, suffix dropped, '/' kept as ':'."""
-    resolved = [p.resolve() for p in paths]
+    """Short unique names: paths relative to their common folder, suffix dropped, '/' kept as ':'.
+
+    Names come from the paths as given (made absolute, never resolved): a symlink keeps its own name
+    (``best.pth -> epoch_7.pth`` is ``best``; a Hugging Face cache snapshot is not named by its blob hash).
+    """
+    resolved = [Path(os.path.abspath(p)) for p in paths]
     common = Path(os.path.commonpath([p.parent for p in resolved])) if resolved else Path()
     names = [str(p.relative_to(common) if p.is_dir() else p.relative_to(common).with_suffix("")).replace(os.sep, ":")
              for p in resolved]

@@ -29,6 +29,7 @@ from typing import Any, cast
 import torch
 
 from epg_core import DataError, UsageError
+from epg_core._errors import MissingFileError
 
 from ._checkpoints import is_hf_folder, is_onnx_path
 from ._preprocessing import Notice, default_notice, read_hf_preprocessing, read_json_object
@@ -70,7 +71,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, no_ema: bool = False, notic
     path = Path(path)
     say = notice or default_notice
     if not path.exists():
-        raise DataError(f"{path}: checkpoint not found")
+        raise MissingFileError(f"{path}: checkpoint not found")
     if is_onnx_path(path):
         raise UsageError(f"{path}: an .onnx file holds no torch weights; pass it to `epg predict` directly")
     if path.is_dir():

@@ -29,8 +29,15 @@ from ._preprocessing import (
     resolve_classes,
     resolve_preprocessing,
 )
-from ._runner import DEFAULT_ATOL, OnnxRunner, load_text_embeddings, select_provider
-from ._spec import ModelSpec, Preprocessing, read_spec
+from ._runner import (
+    DEFAULT_ATOL,
+    PROMPT_AVERAGES,
+    OnnxRunner,
+    load_text_embeddings,
+    prepare_text_embeddings,
+    select_provider,
+)
+from ._spec import ModelSpec, Preprocessing, read_spec, spec_path
 
 __all__ = ["PredictResult", "RunOptions", "predict"]
 
@@ -53,8 +60,11 @@ class RunOptions:
 
     ``classes`` (or ``classes_file``, one name a line) name the outputs, else the model's own (``id2label``, the
     spec), else ``class_i``; ``output_kind`` is probabilities, logits or cosine (with ``text_embeddings``, an
-    array or a ``.npy`` path); ``sequences`` selects sequences of the interventions files (None: all); ``atol``
-    is the largest allowed |ONNX Runtime - torch eager| of the export check.
+    array or a ``.npy`` path, ``[C, D]`` or ``[C, K, D]``; a CLIP export carries its own); ``prompt_average`` says
+    how K prompts per class combine: ``cosine`` (default, the paper's: the mean over prompts of the cosine) or
+    ``embedding`` (the cosine with the normalised mean prompt embedding); ``sequences`` selects sequences of the
+    interventions files (None: all); ``atol`` is the largest allowed |ONNX Runtime - torch eager| of the export
+    check per unit of output scale.
     """
 
     architecture: str = "convmixer"
@@ -71,6 +81,7 @@ class RunOptions:
     no_ema: bool = False
     classes_file: str | os.PathLike[str] | None = None
     preprocessing_options: Mapping[str, Any] | None = None
+    prompt_average: str = "cosine"
 
     def __post_init__(self) -> None:
         if self.classes is not None and self.classes_file is not None:
@@ -79,8 +90,8 @@ class RunOptions:
             raise UsageError("give either a complete preprocessing or preprocessing options, not both")
         if self.output_kind not in OUTPUT_KINDS:
             raise UsageError(f"output kind must be one of {', '.join(OUTPUT_KINDS)}, got {self.output_kind!r}")
-        if self.output_kind == "cosine" and self.text_embeddings is None:
-            raise UsageError("output kind 'cosine' needs text embeddings (--text-embeddings FILE.npy)")
+        if self.prompt_average not in PROMPT_AVERAGES:
+            raise UsageError(f"prompt average must be one of {', '.join(PROMPT_AVERAGES)}, got {self.prompt_average!r}")
         if int(self.batch_size) < 1:
             raise UsageError(f"batch size must be >= 1, got {self.batch_size}")
         if int(self.threads) < 0:
@@ -183,11 +194,15 @@ def onnx_input_size(model: str | os.PathLike[str]) -> tuple[int, int] | None:
     return int(dims[2].dim_value), int(dims[3].dim_value)
 
 
-def text_matrix(text_embeddings: str | os.PathLike[str] | np.ndarray | None) -> np.ndarray | None:
-    """Text embeddings given as an array or a ``.npy`` path (None stays None)."""
-    if text_embeddings is None or isinstance(text_embeddings, np.ndarray):
-        return text_embeddings
-    return load_text_embeddings(text_embeddings)
+def text_matrix(text_embeddings: str | os.PathLike[str] | np.ndarray | None,
+                prompt_average: str = "cosine") -> np.ndarray | None:
+    """Text embeddings given as an array or a ``.npy`` path (None stays None): unit ``[C, D]``, or unit
+    ``[C, K, D]`` whose cosines are averaged over K (``prompt_average="embedding"``: ``[C, D]``, the unit mean)."""
+    if text_embeddings is None:
+        return None
+    if isinstance(text_embeddings, np.ndarray):
+        return prepare_text_embeddings(text_embeddings, prompt_average)
+    return load_text_embeddings(text_embeddings, prompt_average)
 
 
 def n_outputs(kind: str, raw_dim: int, text: np.ndarray | None) -> int:
@@ -219,10 +234,13 @@ def predict(
     spec = read_spec(model) if is_onnx_path(model) else None
     if spec is not None and "clip" in spec.info:  # written by export_clip, its prompt embeddings beside it
         return _predict_clip(model, spec, inputs, out, opts, progress)
-    text = text_matrix(opts.text_embeddings)
+    text = text_matrix(opts.text_embeddings, opts.prompt_average)
     diff: float | None = None
     kwargs: dict[str, Any] = {}
-    if is_onnx_path(model):
+    runner: OnnxRunner | None = None
+    if is_onnx_path(model):  # the session first: a damaged file is named as such, before any option is asked for
+        runner = OnnxRunner(str(model), output_kind=opts.output_kind, text_embeddings=text, threads=opts.threads,
+                            batch_size=opts.batch_size)
         size = onnx_input_size(model) if spec is None else None
         prep = run_preprocessing(opts, spec.preprocessing if spec else None, source=str(model),
                                  fallback=Preprocessing(size=size) if size else None, fallback_from="its input shape")
@@ -240,8 +258,9 @@ def predict(
                              what=f"the export of {model}")
         arch_label = opts.architecture
     source, prepared = prepared_inputs(inputs, opts.sequences, prep)
-    runner = OnnxRunner(onnx_source, output_kind=opts.output_kind, text_embeddings=text, threads=opts.threads,
-                        batch_size=opts.batch_size)
+    if runner is None:
+        runner = OnnxRunner(onnx_source, output_kind=opts.output_kind, text_embeddings=text, threads=opts.threads,
+                            batch_size=opts.batch_size)
     name = opts.model_name or model.stem
     attrs = provenance(source, arch_label, kwargs)
     blocks = []
@@ -249,6 +268,8 @@ def predict(
     counter = Counter(progress, len(prepared))
     for seq_name, x in prepared.items():
         rows = runner.outputs(x)
+        if names is None and spec is not None:
+            _check_spec_classes(model, spec, opts, rows.shape[-1])
         names = names or output_classes(opts, rows.shape[-1], model_classes, str(model))
         blocks.append(OutputsBlock(
             model=name, sequence=seq_name, outputs=rows[None], done=np.array([True]), checkpoints=[model.stem],
@@ -258,6 +279,14 @@ def predict(
     record = opts.record(prep, blocks[0].classes) if blocks else None
     path = write_outputs(out, blocks, run_options=record)
     return PredictResult(path=path, model=name, blocks=blocks, provider=runner.provider, max_abs_diff=diff)
+
+
+def _check_spec_classes(model: Path, spec: ModelSpec, opts: RunOptions, n: int) -> None:
+    """A spec that names another number of classes than the model has outputs is wrong: refuse before writing."""
+    given = opts.classes is not None or opts.classes_file is not None
+    if spec.classes and not given and opts.output_kind != "cosine" and len(spec.classes) != n:
+        raise DataError(f"{spec_path(model)}: names {len(spec.classes)} classes but {model.name} has {n} outputs; "
+                        "fix the spec or give --classes")
 
 
 def _predict_clip(model: Path, spec: ModelSpec, inputs: Sequence[str | os.PathLike[str]] | InputSource,

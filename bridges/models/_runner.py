@@ -13,9 +13,13 @@ import onnx
 import onnxruntime as ort
 
 from epg_core import DataError, UsageError
+from epg_core._errors import MissingFileError
 
 __all__ = [
     "DEFAULT_ATOL",
+    "PROMPT_AVERAGES",
+    "parity_tolerance",
+    "prepare_text_embeddings",
     "OUTPUT_KINDS",
     "select_provider",
     "make_session",
@@ -27,7 +31,15 @@ __all__ = [
 
 LOG = logging.getLogger("epg_bridges")
 OUTPUT_KINDS = ("probabilities", "logits", "cosine")
-DEFAULT_ATOL = 1e-4  # largest allowed |ONNX Runtime - torch eager| for an export or a weight swap
+DEFAULT_ATOL = 1e-4  # largest allowed |ONNX Runtime - torch eager| for an export or a weight swap, per unit scale
+
+
+def parity_tolerance(atol: float, reference: np.ndarray) -> float:
+    """The allowed |ONNX Runtime - torch eager|: ``atol`` times the output scale ``max(1, max |reference|)``, so
+    float32 round-off of large logits (about 1e-7 relative) never fails an export while small outputs keep
+    ``atol`` as it is."""
+    scale = float(np.max(np.abs(reference))) if np.size(reference) else 1.0
+    return float(atol) * max(1.0, scale if np.isfinite(scale) else 1.0)
 
 
 @functools.cache
@@ -88,23 +100,40 @@ def make_session(
     if not isinstance(source, bytes):
         source = os.fspath(source)
         if not Path(source).is_file():
-            raise DataError(f"{source}: ONNX model not found")
+            raise MissingFileError(f"{source}: ONNX model not found")
     try:
         return ort.InferenceSession(source, options, providers=providers)
     except Exception as exc:  # noqa: BLE001 - ORT raises several private exception types
         name = source if isinstance(source, str) else "in-memory model"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{name}: not a loadable ONNX model ({first[:200]})") from None
+        raise DataError(f"{name}: not a valid ONNX model ({first[:200]})") from None
 
 
 # --------------------------------------------------------------------------- outputs
 
 
-def load_text_embeddings(path: str | os.PathLike[str]) -> np.ndarray:
-    """Text embeddings for cosine outputs from a ``.npy`` file: ``[C, D]`` or ``[C, K, D]`` (K descriptions).
+#: How K prompts per class combine: the mean over prompts of the cosine (the paper's, Sec. 4.4, as
+#: ``epg export-clip`` stores it), or the cosine with the normalised mean prompt embedding (only when asked).
+PROMPT_AVERAGES = ("cosine", "embedding")
 
-    With K descriptions per class the unit-normalised descriptions are averaged (the CLIP prompt-ensemble
-    of the paper); the result is ``[C, D]`` with unit rows.
+
+def prepare_text_embeddings(array: np.ndarray, prompt_average: str = "cosine") -> np.ndarray:
+    """Unit rows ``[C, D]``, or ``[C, K, D]`` for the mean-of-cosines (``prompt_average="cosine"``, default);
+    ``"embedding"`` turns ``[C, K, D]`` into the unit mean embedding ``[C, D]``."""
+    if prompt_average not in PROMPT_AVERAGES:
+        raise UsageError(f"prompt average must be one of {', '.join(PROMPT_AVERAGES)}, got {prompt_average!r}")
+    array = _unit(np.asarray(array, np.float64))
+    if array.ndim == 3 and prompt_average == "embedding":
+        array = _unit(array.mean(axis=1))
+    return array
+
+
+def load_text_embeddings(path: str | os.PathLike[str], prompt_average: str = "cosine") -> np.ndarray:
+    """Text embeddings for cosine outputs from a ``.npy`` file: ``[C, D]`` or ``[C, K, D]`` (K prompts).
+
+    With K prompts per class an output is, by default, the mean over the prompts of the cosine (the paper's
+    definition, as ``epg export-clip`` stores it); ``prompt_average="embedding"`` takes the cosine with the
+    normalised mean prompt embedding instead (see :func:`prepare_text_embeddings`).
     """
     path = Path(path)
     try:
@@ -114,10 +143,7 @@ def load_text_embeddings(path: str | os.PathLike[str]) -> np.ndarray:
         raise DataError(f"{path}: cannot read text embeddings as a .npy array ({first})") from None
     if array.ndim not in (2, 3) or not np.issubdtype(array.dtype, np.floating):
         raise DataError(f"{path}: text embeddings must be float [C, D] or [C, K, D], got {array.dtype} {array.shape}")
-    array = _unit(array.astype(np.float64))
-    if array.ndim == 3:
-        array = _unit(array.mean(axis=1))
-    return array
+    return prepare_text_embeddings(array, prompt_average)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -140,7 +166,11 @@ def postprocess(raw: np.ndarray, kind: str, text_embeddings: np.ndarray | None =
         if text_embeddings.shape[-1] != raw.shape[-1]:
             raise DataError(f"image embeddings have dimension {raw.shape[-1]} but text embeddings "
                              f"{text_embeddings.shape[-1]}")
-        return (_unit(raw) @ _unit(np.asarray(text_embeddings, np.float64)).T).astype(np.float32)
+        text = _unit(np.asarray(text_embeddings, np.float64))
+        if text.ndim == 3:  # [C, K, D]: the mean over each class's prompts of the cosine
+            cos = _unit(raw) @ text.reshape(-1, text.shape[-1]).T
+            return cos.reshape(len(raw), text.shape[0], text.shape[1]).mean(axis=-1).astype(np.float32)
+        return (_unit(raw) @ text.T).astype(np.float32)
     raise UsageError(f"output kind {kind!r} not in {OUTPUT_KINDS}")
 
 

@@ -56,13 +56,23 @@ def arch_kind(architecture: str) -> str:
                      "or 'package.module:function'")
 
 
-def _import_package(kind: str, architecture: str) -> Any:
+def _import_package(kind: str, architecture: str, module: str | None = None) -> Any:
+    """Import ``module`` (default: the kind's package); a missing one is a usage error, a broken one a data error
+    (one line each: a broken install must not print the package's traceback)."""
     package = _PACKAGES[kind]
     try:
-        return importlib.import_module(package)
+        return importlib.import_module(module or package)
     except ImportError as exc:
         raise UsageError(f"--arch {architecture}: the {package!r} package is not installed or does not import "
-                         f"({str(exc).splitlines()[0][:120]}); pip install {package}") from None
+                         f"({_first_line(exc)}); pip install {package}") from None
+    except Exception as exc:  # noqa: BLE001 - a broken install raises anything at import time
+        raise DataError(f"--arch {architecture}: the {package!r} package is installed but fails to import "
+                        f"({type(exc).__name__}: {_first_line(exc)}); reinstall it") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
 
 
 def external_factory(architecture: str) -> Callable[..., nn.Module]:
@@ -75,7 +85,7 @@ def external_factory(architecture: str) -> Callable[..., nn.Module]:
             def timm_factory(**kwargs: Any) -> nn.Module:
                 return cast(nn.Module, package.create_model(name, pretrained=False, **kwargs))
             return _known_name(timm_factory, package, name, architecture)
-        models = importlib.import_module("torchvision.models")
+        models = _import_package(kind, architecture, "torchvision.models")
 
         def tv_factory(**kwargs: Any) -> nn.Module:
             return cast(nn.Module, models.get_model(name, weights=None, **kwargs))
@@ -87,6 +97,9 @@ def external_factory(architecture: str) -> Callable[..., nn.Module]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UsageError(f"architecture {architecture!r}: cannot import module {module_name!r} ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - the module itself raises at import time
+        raise DataError(f"architecture {architecture!r}: module {module_name!r} fails to import "
+                        f"({type(exc).__name__}: {_first_line(exc)})") from None
     factory = getattr(module, func_name, None)
     if not callable(factory):
         raise UsageError(f"architecture {architecture!r}: {module_name} has no callable {func_name!r}")

@@ -39,7 +39,7 @@ from ._export import export_model, torch_outputs, verify_export
 from ._inputs import InputSource, collect_inputs
 from ._predict import RunOptions, n_outputs, provenance, text_matrix
 from ._preprocessing import resolve_classes
-from ._runner import OnnxRunner, select_provider
+from ._runner import OnnxRunner, parity_tolerance, select_provider
 from ._setup import load_for_run
 from ._weight_swap import WeightSwapper
 
@@ -197,6 +197,8 @@ def sweep(
     """
     start = time.perf_counter()
     opts = options or RunOptions()
+    if opts.output_kind == "cosine" and opts.text_embeddings is None:
+        raise UsageError("output kind 'cosine' needs text embeddings (--text-embeddings FILE.npy)")
     out = Path(out)
     if opts.threads > 0:
         torch.set_num_threads(opts.threads)
@@ -244,7 +246,7 @@ def sweep(
 
     prepare(plan.missing)
     provider = select_provider()
-    text = text_matrix(opts.text_embeddings)
+    text = text_matrix(opts.text_embeddings, opts.prompt_average)
     raw_dim = int(torch_outputs(model, next(iter(prepared.values()))[:1]).shape[-1])
     n_out = n_outputs(opts.output_kind, raw_dim, text)
 
@@ -335,7 +337,8 @@ def _check_swap(
     ort_raw = np.asarray(runner.raw(x), np.float32).reshape(len(x), -1)
     ref = torch_outputs(model, x, threads=threads)
     diff = float(np.max(np.abs(ort_raw - ref))) if ref.size else 0.0
-    if not np.isfinite(diff) or diff > atol:
-        raise DataError(f"{path}: swapped ONNX weights disagree with torch eager by {diff:.3g} (> {atol:g}); "
-                        "refusing to sweep")
+    tolerance = parity_tolerance(atol, ref)
+    if not np.isfinite(diff) or diff > tolerance:
+        raise DataError(f"{path}: swapped ONNX weights disagree with torch eager by {diff:.3g} (> {tolerance:.3g}: "
+                        f"atol {atol:g} x the output scale); refusing to sweep")
     return diff

@@ -9,10 +9,7 @@ from typing import Any
 import epg_core as E
 
 from ..executors import ExecutorOptions
-from ._spec import ModelSpec
-
-PREPROCESSING_KEYS = ("size", "mean", "std", "resize", "crop", "crop_pct", "interpolation", "channel_order")
-RUN_KEYS = ("arch_kwargs", "threads", "batch_size", "output_kind", "no_ema", "classes_file")
+from ._spec import PREPROCESSING_KEYS, RUN_KEYS, ModelSpec
 
 
 def _preprocessing(model: ModelSpec) -> dict[str, Any]:
@@ -39,8 +36,8 @@ def sweep_model(model: ModelSpec, interventions: Path, outputs: Path, *, restart
 
     unknown = sorted(set(model.options) - set(PREPROCESSING_KEYS) - set(RUN_KEYS))
     if unknown:
-        raise E.UsageError(f"model {model.name!r}: unknown option {unknown[0]!r}; use "
-                           f"{', '.join(PREPROCESSING_KEYS + RUN_KEYS)}")
+        valid = ("name", "arch", "checkpoints", "classes", *PREPROCESSING_KEYS, *RUN_KEYS)
+        raise E.UsageError(f"model {model.name!r}: unknown option {unknown[0]!r}; use {', '.join(valid)}")
     run = {k: model.options[k] for k in RUN_KEYS if k in model.options}
     try:
         options = RunOptions(architecture=model.arch, model_name=model.name,

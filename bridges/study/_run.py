@@ -155,6 +155,12 @@ def executor_options(study: Study, executor: str | None, ray_address: str | None
         raise E.UsageError(f"{study.path}: [executor]: {exc}") from None
 
 
+def study_outputs(study: Study) -> dict[Path, str]:
+    """Every path a run of ``study`` writes, with the kind of epg output it is (for ``epg_core._guard``)."""
+    return {study.out / "interventions.h5": "interventions", study.out / "outputs.h5": "outputs",
+            study.out / "scores.csv": "scores-csv", study.out / "report": "report"}
+
+
 def run_study(path: str | os.PathLike[str], *, say: Say | None = None, report: bool = True,
               executor: str | None = None, ray_address: str | None = None) -> StudyResult:
     """Run every stage of the study file at ``path`` that is not up to date; return what was written."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import epg_core as E
+from epg_core._errors import MissingFileError
 
 from .._images import IMAGE_SUFFIXES, natural_key
 
@@ -23,6 +24,9 @@ DESIGNED = ("background", "darken-background", "brighten-background", "brightnes
 KINDS = (*DESIGNED, "edit", "frames")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 MAX_STEPS = 10_000
+PREPROCESSING_KEYS = ("size", "mean", "std", "resize", "crop", "crop_pct", "interpolation", "channel_order")
+RUN_KEYS = ("arch_kwargs", "threads", "batch_size", "output_kind", "no_ema", "classes_file")
+MODEL_KEYS = ("name", "arch", "checkpoints", "classes", *PREPROCESSING_KEYS, *RUN_KEYS)
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,31 @@ def _check_grid(opts: dict[str, Any], w: _Where, where: str) -> None:
         raise w.error(where, "'range' must be two different numbers [start, stop]")
 
 
+GRID_KEYS = ("size", "values", "range", "n_steps")  # keys every designed kind takes in a study
+
+
+def kind_keys(kind: str) -> tuple[str, ...] | None:
+    """The keys an ``[[interventions]]`` entry of ``kind`` may have besides kind/property (None: not checked)."""
+    if kind not in DESIGNED:
+        return None
+    import inspect
+
+    from ..interventions import KINDS as EDIT_KINDS
+
+    func = EDIT_KINDS[kind].func
+    own = [p.name for p in inspect.signature(func).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    return (*GRID_KEYS, *own)
+
+
+def _check_kind_keys(kind: str, opts: dict[str, Any], w: _Where, where: str) -> None:
+    """A typo'd key is refused naming the keys the kind takes (it would reach the edit function otherwise)."""
+    valid = kind_keys(kind)
+    unknown = sorted(set(opts) - set(valid)) if valid is not None else []
+    if unknown:
+        raise w.error(where, f"unknown key {unknown[0]!r} for kind {kind!r}; use kind, property, "
+                             f"{', '.join(valid or ())}")
+
+
 def _interventions(data: dict[str, Any], w: _Where) -> tuple[InterventionSpec, ...]:
     specs: list[InterventionSpec] = []
     for i, entry in enumerate(w.tables(data, "interventions"), 1):
@@ -139,6 +168,7 @@ def _interventions(data: dict[str, Any], w: _Where) -> tuple[InterventionSpec, .
         if any(s.property == prop for s in specs):
             raise w.error(where, f"property {prop!r} is given twice")
         opts = _options(entry, ("kind", "property"), w, where)
+        _check_kind_keys(kind, opts, w, where)
         _check_grid(opts, w, where)
         specs.append(InterventionSpec(prop, kind, opts))
     return tuple(specs)
@@ -161,6 +191,9 @@ def _models(data: dict[str, Any], w: _Where, base: Path) -> tuple[ModelSpec, ...
             if not hits:
                 raise w.error(where, f"'checkpoints': no file matches {pattern!r}")
             paths += hits
+        unknown = sorted(set(entry) - set(MODEL_KEYS))
+        if unknown:
+            raise w.error(where, f"unknown key {unknown[0]!r}; use {', '.join(MODEL_KEYS)}")
         classes = entry.get("classes")
         if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
             raise w.error(where, "'classes' must be a list of names")
@@ -177,7 +210,7 @@ def load_study(path: str | os.PathLike[str]) -> Study:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise E.DataError(f"{path}: study file not found") from None
+        raise MissingFileError(f"{path}: study file not found") from None
     except OSError as exc:
         raise E.DataError(f"{path}: cannot read the study file: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
