@@ -16,7 +16,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from epg_core._errors import DataError
+from epg_core._errors import DataError, MissingFileError
 
 __all__ = ["PARQUET_FORMAT", "PARQUET_FORMAT_KEY", "PARQUET_FORMAT_VERSION", "is_epg_parquet", "parquet_metadata",
            "read_scores_csv", "read_scores_parquet", "table_kind"]
@@ -87,7 +87,7 @@ def table_kind(path: Path) -> str:
         with open(path, "rb") as fh:
             head = fh.read(8)
     except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+        raise MissingFileError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise DataError(f"{path}: not a file") from None
     except OSError as exc:

@@ -177,13 +177,13 @@ def test_a_chosen_class_is_scored_as_epg_score_class_does(study: dict[str, Any],
 
 
 def test_bad_input_gets_one_line_before_any_server(study: dict[str, Any], tmp_path: Path) -> None:
-    one_line_error(run_cli("app", tmp_path / "missing.h5"), 1, "missing.h5", "not found")
+    one_line_error(run_cli("app", tmp_path / "missing.h5"), 2, "missing.h5", "not found")  # names nothing
     (tmp_path / "notes.h5").write_text("not hdf5")
     one_line_error(run_cli("app", tmp_path / "notes.h5"), 1, "notes.h5")
     (tmp_path / "empty").mkdir()
     one_line_error(run_cli("app", tmp_path / "empty"), 1, "empty", "outputs.h5")
     one_line_error(run_cli("app", study["out"], "--interventions", study["csv"]), 1, "scores.csv")
-    one_line_error(run_cli("app", study["out"], "--interventions", tmp_path / "nope.h5"), 1, "nope.h5")
+    one_line_error(run_cli("app", study["out"], "--interventions", tmp_path / "nope.h5"), 2, "nope.h5")
     assert run_cli("app", study["out"], "--port", 0).exit_code == 2
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -222,4 +222,12 @@ def test_read_scores_refuses_a_table_that_is_not_scores(tmp_path: Path) -> None:
     with pytest.raises(E.DataError, match="line 2"):
         E.read_scores(ragged)
     res = run_cli("score", tmp_path / "missing.h5", "-o", tmp_path / "s.parquet", "-q")
-    one_line_error(res, 1, "missing.h5")
+    one_line_error(res, 2, "missing.h5")  # a missing input names nothing: a usage error
+
+
+def test_the_tables_benchmark_runs_tiny(capsys: pytest.CaptureFixture[str]) -> None:
+    from epg_bench import bench_tables
+
+    bench_tables.main(["--rows", "300", "--checkpoints", "2", "--steps", "6", "-k", "50"])
+    printed = capsys.readouterr().out
+    assert "| Parquet | 300 |" in printed and "| CSV | 300 |" in printed and "another sequence" in printed

@@ -45,18 +45,11 @@ class AppSource:
         return str(self.outputs)
 
 
-def _existing_file(path: Path, what: str) -> Path:
-    if not path.exists():
-        raise E.DataError(f"{path}: file not found")
-    if not path.is_file():
-        raise E.DataError(f"{path}: not a file ({what} expected)")
-    return path
-
-
 def resolve_source(source: str | os.PathLike[str], interventions: Sequence[str | os.PathLike[str]] = ()) -> AppSource:
     """The outputs file (and interventions) of ``source``: a study folder holding ``outputs.h5`` (its
     ``interventions.h5`` is used when no ``interventions`` are given) or an outputs file. Every file is checked to
-    be epg's and readable; a DataError names the first that is not."""
+    be epg's and readable by the library's readers, whose one-line errors name the first that is not (a missing
+    file is a usage error, exit 2; a file that is not epg's is a data error, exit 1)."""
     src = Path(source)
     found: list[Path] = [Path(p) for p in interventions]
     if src.is_dir():
@@ -67,12 +60,12 @@ def resolve_source(source: str | os.PathLike[str], interventions: Sequence[str |
         if not found and (src / STUDY_INTERVENTIONS).is_file():
             found = [src / STUDY_INTERVENTIONS]
     else:
-        outputs = _existing_file(src, "an epg outputs file")
-    pairs = E.list_outputs(outputs)  # one line for a file that is not an epg outputs file
+        outputs = src
+    pairs = E.list_outputs(outputs)  # the library's one line for a missing file or one that is not epg's
     if not pairs:
         raise E.DataError(f"{outputs}: holds no model outputs to explore")
     for path in found:
-        E.list_sequences(_existing_file(path, "an epg interventions file"))
+        E.list_sequences(path)
     return AppSource(outputs, tuple(found))
 
 
