@@ -22,6 +22,7 @@ import numpy as np
 
 import epg_core as E
 from epg_core import DataError, FlipTaskResult, UsageError
+from epg_core._errors import MissingFileError
 
 from ._names import METHOD_NAMES
 from ._store import Attribution, check_attributions_target, list_attributions, read_attributions
@@ -118,7 +119,7 @@ def flip_task_table(
     outputs, attributions = Path(outputs), Path(attributions)
     keys = list_attributions(attributions)
     if not keys and not attributions.exists():
-        raise DataError(f"{attributions}: file not found")
+        raise MissingFileError(f"{attributions}: file not found")
     models = sorted({k.model for k in keys})
     have = {m for m, _ in E.list_outputs(outputs)}
     blocks = {(b.model, b.sequence): b for m in models if m in have for b in E.read_outputs(outputs, m)}

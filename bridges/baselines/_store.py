@@ -25,6 +25,7 @@ import numpy as np
 
 import epg_core as E
 from epg_core import DataError, UsageError
+from epg_core._errors import MissingFileError
 
 __all__ = ["ATTRIBUTIONS_FORMAT", "ATTRIBUTIONS_VERSION", "Attribution", "AttributionKey", "read_attributions",
            "list_attributions", "write_attributions", "check_attributions_target", "read_run_record"]
@@ -76,7 +77,7 @@ def _text(value: Any) -> Any:
 def _open(path: Path) -> h5py.File:
     """An existing attributions file opened for reading; one-line DataError for anything else."""
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
+        raise (DataError if path.exists() else MissingFileError)(f"{path}: file not found")
     try:
         handle = h5py.File(path, "r")
     except OSError:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from epg_core import DataError, InterventionSequence
+from epg_core._errors import MissingFileError
 
 from .._images import IMAGE_SUFFIXES, load_image, natural_key
 from .._progress import Counter, Progress
@@ -27,7 +28,8 @@ def list_frames(folder: str | Path) -> list[Path]:
     """Image files directly inside ``folder`` in natural order; DataError if there are none."""
     root = Path(folder)
     if not root.is_dir():
-        raise DataError(f"frames folder does not exist or is not a folder: {root}")
+        raise (DataError if root.exists() else MissingFileError)(
+            f"frames folder does not exist or is not a folder: {root}")
     files = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {root}")
