@@ -135,12 +135,14 @@ def normalise(y: Float[np.ndarray, "b n c"]) -> tuple[Float[np.ndarray, "b n c"]
     Exact in sign (``-y`` gives ``-z`` bit for bit) and, for float32 data, exact for every map ``a*y + c``
     that is itself exact on the data (``1 - p`` of a probability above 0.5, powers of two, shifts).
     """
-    y64 = np.asarray(y, np.float64)
-    lo, hi = y64.min(axis=1), y64.max(axis=1)
+    lo, hi = y.min(axis=1).astype(np.float64), y.max(axis=1).astype(np.float64)  # exact in y's own dtype
     mid = (lo + hi) / 2.0
     s = np.max((hi - lo) / 2.0, axis=-1)
     s = np.where(s > 0, s, 1.0)
-    return (y64 - mid[:, None, :]) / s[:, None, None], s
+    z = np.array(y, np.float64)  # one copy, then in place: the same values as (y - mid) / s
+    z -= mid[:, None, :]
+    z /= s[:, None, None]
+    return z, s
 
 
 def resolve_dtype(y: np.ndarray, precision: str | None = None) -> np.dtype:

@@ -1,3 +1,5 @@
+# pyright: reportOptionalMemberAccess=false, reportOptionalSubscript=false, reportOptionalOperand=false
+# pyright: reportArgumentType=false, reportCallIssue=false
 """The sequential shuffle test (issue 20): calibration, realised resampling risk against exact p-values,
 agreement with the fixed test, invariances, ``n_used`` in the scores, ``epg score --method sequential``."""
 
