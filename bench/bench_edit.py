@@ -1,6 +1,7 @@
 """Benchmark: batched InstructPix2Pix guidance sweep vs. one stock pipeline call per scale (the authors' loop).
 
     python -m epg_bench.bench_edit [--quick] [--json PATH] [--real-size] [--device cuda]
+    python -m epg_bench.bench_edit --editors [--quick]    # one row per editor (tiny pipelines, CPU)
 
 Default: the tiny random pipeline of ``epg_bridges.testing.tiny_random_pipeline`` on the CPU. ``--real-size``
 builds a random-weight pipeline with Stable Diffusion 1.5 / InstructPix2Pix dimensions (860M-parameter UNet,
@@ -24,7 +25,13 @@ import torch
 from PIL import Image
 
 from epg_bridges.interventions import Counter, make_editor, quiet_libraries, select_device
-from epg_bridges.testing import tiny_random_pipeline, tiny_tokenizer
+from epg_bridges.testing import (
+    TINY_EDITORS,
+    small_qwen_condition,
+    stock_edit,
+    tiny_random_pipeline,
+    tiny_tokenizer,
+)
 
 PROMPT = "make it a cat"
 IMAGE_GUIDANCE = 1.5
@@ -151,6 +158,73 @@ def run_benchmark(
     }
 
 
+#: per editor: scales of the sweep (qwen: large, its random MMDiT hardly reads the prompt) and its options
+_EDITOR_CASES: dict[str, tuple[float, float, dict[str, Any]]] = {
+    "instruct-pix2pix": (1.5, 9.0, {"image_guidance_scale": IMAGE_GUIDANCE}),
+    "ledits++": (2.0, 12.0, {}),
+    "cosxl": (1.5, 9.0, {"image_guidance_scale": IMAGE_GUIDANCE}),
+    "mgie": (1.5, 9.0, {"image_guidance_scale": IMAGE_GUIDANCE}),
+    "qwen-image-edit": (2.0, 100.0, {}),
+    "flux-kontext": (1.5, 9.0, {}),
+}
+
+
+def run_editors(*, n_scales: int = 8, steps: int = 2, size: int = 32, repeats: int = 2, threads: int | None = 1,
+                editors: list[str] | None = None, embeddings: Path | None = None) -> dict[str, Any]:
+    """One row per built-in editor on its tiny random pipeline (CPU): the stock per-scale loop vs the editor's
+    sweep (all scales in one batch), the ratio, and the largest uint8 difference between the two."""
+    import tempfile
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    scales_of = {m: np.linspace(lo, hi, n_scales) for m, (lo, hi, _) in _EDITOR_CASES.items()}
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, size=(size, size, 3), dtype=np.uint8))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, small_qwen_condition():
+        if embeddings is None:
+            g = torch.Generator().manual_seed(3)
+            embeddings = Path(tmp) / "mgie.npz"
+            np.savez(embeddings, prompt_embeds=torch.randn(1, 8, 16, generator=g).numpy())
+        for method in editors or list(TINY_EDITORS):
+            pipe = tiny_random_pipeline(method)
+            options = dict(_EDITOR_CASES[method][2])
+            if method == "mgie":
+                options["embeddings"] = str(embeddings)
+            editor = make_editor(method, options).use(pipe)
+            scales = scales_of[method]
+
+            def stock(pipe: Any = pipe, method: str = method, options: dict[str, Any] = options,
+                      scales: np.ndarray = scales) -> np.ndarray:
+                return np.stack([stock_edit(method, pipe, image, PROMPT, float(g), seed=SEED, steps=steps,
+                                            options=options) for g in scales])
+
+            def ours(editor: Any = editor, scales: np.ndarray = scales) -> np.ndarray:
+                return editor.sweep(image, PROMPT, scales, seed=SEED, steps=steps, batch_size=len(scales))
+
+            stock(scales=scales[:1])  # warm-up
+            ours(scales=scales[:1])
+            t_stock, ref = _timed(torch.device("cpu"), repeats, stock)
+            t_ours, out = _timed(torch.device("cpu"), repeats, ours)
+            ref8 = np.clip(np.rint(np.asarray(ref, np.float64) * 255), 0, 255).astype(int)
+            rows.append({"editor": method, "batched": bool(editor.batched), "stock_s": t_stock, "epg_s": t_ours,
+                         "speedup": t_stock / t_ours, "max_uint8_diff": int(np.abs(out.astype(int) - ref8).max())})
+    return {"pipeline": "tiny random pipelines", "device": "cpu", "threads": torch.get_num_threads(),
+            "image": f"{size}x{size}", "n_scales": n_scales, "steps": steps, "repeats": repeats,
+            "torch": torch.__version__, "rows": rows}
+
+
+def editors_table(result: dict[str, Any]) -> str:
+    """The per-editor result as a markdown table."""
+    head = (f"{result['pipeline']}, {result['image']}, {result['n_scales']} scales x {result['steps']} steps, "
+            f"{result['device']} ({result['threads']} threads), best of {result['repeats']} runs")
+    lines = [head, "", "| editor | batched | stock per-scale loop [s] | epg sweep [s] | speed-up | max uint8 diff |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['editor']} | {'yes' if r['batched'] else 'no'} | {r['stock_s']:.2f} | {r['epg_s']:.2f} | "
+                     f"{r['speedup']:.2f}x | {r['max_uint8_diff']} |")
+    return "\n".join(lines)
+
+
 def markdown_table(result: dict[str, Any]) -> str:
     """The result as a markdown table plus a one-line header of the settings."""
     head = (f"{result['pipeline']}, {result['image']}, {result['n_scales']} guidance scales x {result['steps']} "
@@ -176,7 +250,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", type=str, default=None, help="comma-separated batch sizes, e.g. 4,8")
     parser.add_argument("--repeats", type=int, default=None, help="runs per variant, best time kept (2 quick, 3)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch default)")
+    parser.add_argument("--editors", action="store_true",
+                        help="one row per built-in editor (tiny pipelines on the CPU): stock loop vs epg sweep")
     args = parser.parse_args(argv)
+    if args.editors:
+        ed = run_editors(n_scales=args.n_scales or (4 if args.quick else 8), steps=args.steps or 2,
+                         size=args.size or 32, repeats=args.repeats or (1 if args.quick else 2), threads=args.threads)
+        print(editors_table(ed))
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(ed, indent=2))
+        return 0
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")] if args.batch_sizes else None
     result = run_benchmark(quick=args.quick, real_size=args.real_size, device=args.device, size=args.size,
                            n_scales=args.n_scales, steps=args.steps, batch_sizes=batch_sizes,

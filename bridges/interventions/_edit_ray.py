@@ -54,18 +54,19 @@ def edit_images(
     job: EditJob, executor: ExecutorOptions, progress: Progress | None = None, *,
     on_sequence: Callable[[int, InterventionSequence], None] | None = None,
 ) -> list[InterventionSequence]:
-    """Every picture of ``job`` edited on ``executor``, in the job's order; ``on_sequence(i, seq)`` as each
-    arrives (in any order); ``progress`` counts images."""
+    """Every picture of ``job`` edited on ``executor``: ``on_sequence(i, seq)`` as each arrives (in any order;
+    nothing is kept then), else the sequences in the job's order; ``progress`` counts images."""
     if job.spec.device == "cpu" and executor.gpus_per_worker is None:
         executor = dataclasses.replace(executor, gpus_per_worker=0.0)
     counter = Counter(progress, len(job.pictures))
     done: dict[int, InterventionSequence] = {}
 
     def on_result(index: int, seq: InterventionSequence) -> None:
-        done[index] = seq
         if on_sequence is not None:
-            on_sequence(index, seq)
+            on_sequence(index, seq)  # handed on (stored), not kept here
+        else:
+            done[index] = seq
         counter.add()
 
     run_items(functools.partial(EditWorker, job), list(range(len(job.pictures))), executor, on_result=on_result)
-    return [done[i] for i in range(len(job.pictures))]
+    return [done[i] for i in sorted(done)]

@@ -227,8 +227,18 @@ def _make_edits(spec: EditSpec, todo: Sequence[Request], store: Callable[[Reques
         from ._edit_ray import EditJob, edit_images
 
         job = EditJob(pictures, spec)
+        pending: dict[int, InterventionSequence] = {}
+        nxt = [0]
+
+        def in_order(i: int, seq: InterventionSequence) -> None:
+            """Store each sequence once every earlier one is stored: the file's order is the command's."""
+            pending[i] = seq
+            while nxt[0] in pending:
+                store(todo[nxt[0]], pending.pop(nxt[0]))
+                nxt[0] += 1
+
         with bar(f"{spec.method} edits") as progress:
-            edit_images(job, executor, progress, on_sequence=lambda i, seq: store(todo[i], seq))
+            edit_images(job, executor, progress, on_sequence=in_order)
         return
     from ._editing import edit_with_spec, load_editor
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,8 @@ import torch
 
 from ..interventions import check_tokenizer, quiet_libraries
 
-__all__ = ["tiny_tokenizer", "tiny_random_pipeline", "TINY_EDITORS", "tiny_t5_tokenizer", "tiny_qwen_tokenizer"]
+__all__ = ["tiny_tokenizer", "tiny_random_pipeline", "TINY_EDITORS", "tiny_t5_tokenizer", "tiny_qwen_tokenizer",
+           "stock_edit", "small_qwen_condition"]
 
 #: the editors whose tiny pipeline ``tiny_random_pipeline`` builds
 TINY_EDITORS = ("instruct-pix2pix", "ledits++", "cosxl", "mgie", "qwen-image-edit", "flux-kontext")
@@ -265,3 +268,52 @@ def _flux_kontext_pipeline(_method: str, seed: int) -> Any:
     return cls(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder, tokenizer=tok,
                text_encoder_2=text_encoder_2, tokenizer_2=tok2, transformer=transformer, image_encoder=None,
                feature_extractor=None)
+
+
+def stock_edit(method: str, pipe: Any, image: Any, instruction: str, scale: float, *, seed: int, steps: int,
+               options: dict[str, Any] | None = None) -> Any:
+    """One stock diffusers call of ``method``'s pipeline at one scale (the per-scale loop editors are compared
+    with): float ``[H, W, 3]`` in [0, 1]. ``options``: the editor's options the call needs (image guidance,
+    embeddings)."""
+    opts = dict(options or {})
+    gen = torch.Generator().manual_seed(int(seed))
+    common: dict[str, Any] = {"num_inference_steps": steps, "generator": gen, "output_type": "np"}
+    hw = {"height": image.height, "width": image.width}
+    if method == "instruct-pix2pix":
+        out = pipe(instruction, image=image, guidance_scale=scale,
+                   image_guidance_scale=opts.get("image_guidance_scale", 2.5), **common)
+    elif method == "mgie":
+        from ..interventions.editors.mgie import load_embeddings
+
+        e = load_embeddings(opts["embeddings"])
+        out = pipe(image=image, prompt_embeds=e["prompt_embeds"],
+                   negative_prompt_embeds=e.get("negative_prompt_embeds"), guidance_scale=scale,
+                   image_guidance_scale=opts.get("image_guidance_scale", 1.5), **common)
+    elif method == "ledits++":
+        pipe.invert(image=image, num_inversion_steps=steps, skip=0.15, generator=gen)
+        out = pipe(editing_prompt=[instruction], edit_guidance_scale=scale, output_type="np")
+    elif method == "cosxl":
+        out = pipe(prompt=instruction, image=image, guidance_scale=scale,
+                   image_guidance_scale=opts.get("image_guidance_scale", 1.5), **hw, **common)
+    elif method == "qwen-image-edit":
+        out = pipe(prompt=instruction, image=image, true_cfg_scale=scale, negative_prompt=" ", **hw, **common)
+    elif method == "flux-kontext":
+        out = pipe(prompt=instruction, image=image, guidance_scale=scale, max_area=image.height * image.width,
+                   _auto_resize=False, **hw, **common)
+    else:
+        raise ValueError(f"no stock call for {method!r}")
+    return out.images[0]
+
+
+@contextlib.contextmanager
+def small_qwen_condition(side: int = 64) -> Iterator[None]:
+    """Qwen-Image-Edit conditions on the picture resized to ~1024x1024 pixels; ``side`` x ``side`` while active
+    (tiny pipelines in tests and CPU benchmarks: the stock call and the editor run the same patched code)."""
+    import diffusers.pipelines.qwenimage.pipeline_qwenimage_edit as qie
+
+    original = qie.calculate_dimensions
+    qie.calculate_dimensions = lambda _area, ratio: original(side * side, ratio)
+    try:
+        yield
+    finally:
+        qie.calculate_dimensions = original

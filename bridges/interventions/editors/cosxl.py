@@ -18,6 +18,7 @@ from PIL import Image
 from epg_core import UsageError
 
 from ..._progress import Counter
+from .._edit_setup import quiet_libraries
 from ._base import Editor, EditorOptions, PerSample, chunks, stock_generators
 
 __all__ = ["CosXL", "CosXLOptions"]
@@ -68,11 +69,13 @@ class CosXL(Editor):
         out = np.empty((scales.size, image.height, image.width, 3), dtype=np.float32)
         for sl in chunks(scales.size, batch_size):
             b = sl.stop - sl.start
-            out[sl] = self.pipe(
-                prompt=instruction, image=image, height=image.height, width=image.width, num_inference_steps=steps,
-                guidance_scale=PerSample(scales[sl]), image_guidance_scale=float(opts.image_guidance_scale),
-                negative_prompt=opts.negative_prompt or None, guidance_rescale=float(opts.guidance_rescale),
-                num_images_per_prompt=b, generator=stock_generators(seed, b), output_type="np",
-                callback=_old_callback(counter, b), callback_steps=1,  # this pipeline has the old callback only
-            ).images
+            with quiet_libraries():  # a FutureWarning about one image for several prompts (that is the intent)
+                out[sl] = self.pipe(
+                    prompt=instruction, image=image, height=image.height, width=image.width,
+                    num_inference_steps=steps, guidance_scale=PerSample(scales[sl]),
+                    image_guidance_scale=float(opts.image_guidance_scale), negative_prompt=opts.negative_prompt or None,
+                    guidance_rescale=float(opts.guidance_rescale), num_images_per_prompt=b,
+                    generator=stock_generators(seed, b), output_type="np",
+                    callback=_old_callback(counter, b), callback_steps=1,  # the old callback only in this pipeline
+                ).images
         return out
