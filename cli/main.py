@@ -9,6 +9,9 @@ import click
 from ._errors import EpgGroup
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# transformers' notices (e.g. "requires torchvision (not installed); falling back to ...") would break the one-line
+# output of every command that loads a pipeline; its errors still surface through epg's own messages.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def _enable_compilation_cache() -> None:

@@ -243,9 +243,8 @@ BAD_OUTPUTS: dict[str, Callable[[Path], object]] = {
     "no-models": _h5_edit(lambda h: h.__delitem__("models")),
     "format-version": _h5_edit(_attr("/", "format_version", 99)),
     # issue 17: a dataset where a group belongs was an AttributeError
-    "model-is-dataset": _h5_edit(lambda h: (h["models"].__delitem__("m"), h["models"].create_dataset("m", data=[1]))),
-    "sequence-is-dataset": _h5_edit(lambda h: (h["models/m"].__delitem__("s"),
-                                               h["models/m"].create_dataset("s", data=[1.0]))),
+    "model-is-dataset": _h5_edit(_replace("models/m", [1])),
+    "sequence-is-dataset": _h5_edit(_replace("models/m/s", [1.0])),
     "models-is-dataset": _h5_edit(lambda h: (h.__delitem__("models"), h.create_dataset("models", data=[1]))),
     # issue 17: probabilities from -5 to 7 were scored without a word
     "probabilities-out-of-range": _h5_edit(_replace("models/m/s/outputs",
@@ -955,8 +954,9 @@ def test_export_of_large_logits_passes_the_parity_check(tmp_path: Path) -> None:
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 6 * 6, 2))
+    last: Any = model[3]
     with torch.no_grad():
-        model[3].weight.mul_(20_000.0)
+        last.weight.mul_(20_000.0)
     result = export_onnx(model, tmp_path / "big.onnx", preprocessing=Preprocessing(size=(8, 8)), atol=1e-4)
     ref = model(torch.from_numpy(Preprocessing(size=(8, 8)).random_batch(4))).detach().numpy()
     assert np.abs(ref).max() > 2000
