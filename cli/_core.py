@@ -126,10 +126,12 @@ def _curves_table(n_permutations: int, alternative: Alternative, alpha: float, s
 @permutation_options
 @precision_option
 @threads_option
+@force_option
 @quiet_option
 @needs_extras("demo", "torch", "report")
 def demo(out: Path, quick: bool, curves_only: bool, reference: Path | None, no_report: bool, n_permutations: int,
-         alternative: Alternative, alpha: float, seed: int, precision: str, threads: int, quiet: bool) -> None:
+         alternative: Alternative, alpha: float, seed: int, precision: str, threads: int, quiet: bool,
+         force: bool) -> None:
     """Run the whole method on a built-in known-bias study: no downloads, no files of your own.
 
     Part 1 scores the paper's Fig. 9 example curves. Part 2 generates disks and squares whose background
@@ -149,6 +151,8 @@ def demo(out: Path, quick: bool, curves_only: bool, reference: Path | None, no_r
     if curves_only:
         return
     from epg_bridges.demo import DemoConfig, run_demo, run_reference
+
+    refuse_foreign_outputs({out: "demo"}, force)
 
     base = DemoConfig.quick() if quick else DemoConfig()
     cfg = dataclasses.replace(base, seed=seed, threads=threads, n_permutations=n_permutations, precision=precision)
