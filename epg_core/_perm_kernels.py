@@ -178,6 +178,7 @@ def _gram_tables(z: Array, perm: Array, *, n: int) -> tuple[Array, Array]:
     """float64 half tables ``[B, N(N+1)/2]`` of one padded chunk and of its relabelled curves ``z[b, perm[b]]``
     (traced with x64 enabled)."""
     hi, lo = (_i32(a) for a in np.tril_indices(n))
+    z = z.astype(jnp.float64)
     sq = jnp.sum(z * z, axis=-1)
     gram = jax.lax.map(lambda a: a @ a.T, z)  # one BLAS product per curve (faster than a batched einsum)
     flat = (sq[:, :, None] + sq[:, None, :] - 2.0 * gram).reshape(z.shape[0], n * n)
@@ -191,15 +192,17 @@ def _gram_tables(z: Array, perm: Array, *, n: int) -> tuple[Array, Array]:
             table(perm[:, hi], perm[:, lo]))
 
 
-def host_pair_table(z: Float[np.ndarray, "b n c"],
-                    relabel: Int[np.ndarray, "b n"] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def host_pair_table(z: Float[np.ndarray, "b n c"], relabel: Int[np.ndarray, "b n"] | None = None,
+                    dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray]:
     """The half tables of L2 distances between the output vectors of every curve's steps (and of the curves
     relabelled by ``relabel``, None: the same), in float64, as matrix products:
     ``|a - b|^2 = |a|^2 + |b|^2 - 2 a.b`` (the curves arrive normalised: each output centred on its midrange).
 
     float64 accumulation (a scoped ``jax.enable_x64``, whatever the test's precision) keeps the cancellation
     of close vectors (adjacent steps of a smooth curve) far below float32 resolution; rows are
-    ``hi*(hi+1)/2 + lo`` as in ``_pair_table``. Chunks of ``GRAM_BYTES`` bound the memory.
+    ``hi*(hi+1)/2 + lo`` as in ``_pair_table``. Chunks of ``GRAM_BYTES`` bound the memory. ``dtype``: the
+    curves travel to the device in the test's precision (float32: half the bytes; products of float32 values
+    are exact in float64, so only the float32 rounding of the inputs, ~1e-7 relative, remains).
     """
     b, n, c = z.shape
     out = np.empty((b, n * (n + 1) // 2), np.float64)
@@ -209,7 +212,7 @@ def host_pair_table(z: Float[np.ndarray, "b n c"],
     perm_all = ident if relabel is None else relabel
     with jax.enable_x64(True):
         for s0 in range(0, b, step):
-            chunk = np.asarray(z[s0:s0 + step], np.float64)
+            chunk = np.asarray(z[s0:s0 + step], dtype)
             perm = np.asarray(perm_all[s0:s0 + step], np.int32)
             rows = len(chunk)
             if rows < step:

@@ -18,6 +18,9 @@ from jaxtyping import Float, Int
 # Resolution of the normalised curve used to seed its relabelling (fine enough to tell noisy copies apart,
 # coarse enough that float64 rounding of a*y + c never moves a value to another bucket in practice).
 SEED_BITS = 20
+# Outputs of a whole output vector that seed its relabelling (the first ones: hashing 1,000 classes costs more
+# than the test itself, and a few outputs already tell near-duplicate curves apart).
+HASH_OUTPUTS = 16
 
 
 def splitmix64(z: np.ndarray) -> np.ndarray:
@@ -56,8 +59,9 @@ def clear_cache() -> None:
     all_permutations.cache_clear()
 
 
-def canonical_shape(z: Float[np.ndarray, "b n c"]) -> Float[np.ndarray, "b n c"]:
-    """Normalised curves with their sign fixed, so that ``z`` and ``-z`` give the same array.
+def canonical_shape(z: Float[np.ndarray, "b n c"]) -> Float[np.ndarray, "b n h"]:
+    """Normalised curves with their sign fixed, so that ``z`` and ``-z`` give the same array (only the first
+    ``HASH_OUTPUTS`` outputs are returned: what ``relabellings`` hashes).
 
     The sign is the one that makes the trend (correlation with the step index, summed over outputs)
     positive; for a curve without trend, the first non-zero value is made positive.
@@ -69,7 +73,7 @@ def canonical_shape(z: Float[np.ndarray, "b n c"]) -> Float[np.ndarray, "b n c"]
     nonzero = flat != 0
     first = np.where(nonzero.any(axis=1), flat[np.arange(flat.shape[0]), np.argmax(nonzero, axis=1)], 0.0)
     sign = np.where(trend != 0, np.sign(trend), np.where(first < 0, -1.0, 1.0))
-    return z * sign[:, None, None]
+    return z[:, :, :HASH_OUTPUTS] * sign[:, None, None]
 
 
 def relabellings(z: Float[np.ndarray, "b n c"], seed: int) -> Int[np.ndarray, "b n"]:

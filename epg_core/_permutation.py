@@ -298,7 +298,7 @@ def kernel_inputs(kernel: Kernel, z64: np.ndarray, relabel: np.ndarray | None, d
     ``relabel`` (None: not relabelled): the curves (``[B, N]``, or ``[B, N, width]`` zero-padded for whole
     output vectors), or their pairwise tables ``[B, N(N+1)/2]`` when the kernel's table is built on the host."""
     if kernel.host_table is not None:
-        table, null = host_pair_table(z64, relabel)
+        table, null = host_pair_table(z64, relabel, dtype)
         return table.astype(dtype), null.astype(dtype)
     block = z64.astype(dtype)
     null_block = block if relabel is None else np.take_along_axis(block, relabel[:, :, None], axis=1)
