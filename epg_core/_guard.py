@@ -28,8 +28,11 @@ OutputKind = Literal["interventions", "outputs", "scores-csv", "scores-parquet",
 #: The line every report's index.html carries in its <head> (checked before a report folder is reused).
 REPORT_MARKER = '<meta name="generator" content="epg report">'
 _REPORT_LEGACY = "<title>epg report</title>"  # reports written before the marker
-#: The first line of the study file ``epg demo`` writes into its folder.
-DEMO_MARKER = "# The built-in study of `epg demo`"
+#: The start of the first line of the study file ``epg demo`` (and ``--reference``) writes into its folder.
+DEMO_MARKER = "# The built-in study of `epg demo"
+#: Everything ``epg demo`` writes into its folder (a run killed before the study file exists leaves only some).
+DEMO_NAMES = frozenset({"images", "checkpoints", "study.toml", "study.state.json", "interventions.h5", "outputs.h5",
+                        "scores.csv", "scores.parquet", "report"})
 _SCORES_COLUMNS = {"model", "sequence", "epg", "pvalue"}  # a scores table has at least these columns
 _ONNX_MARKER = b"epg_exporter"  # metadata key of every epg export (near the end of the protobuf)
 _TAIL = 1 << 20
@@ -130,13 +133,15 @@ def _report_is_ours(folder: Path) -> bool:
 
 
 def _demo_is_ours(folder: Path) -> bool:
-    if not any(folder.iterdir()):
-        return True
+    """An empty folder, one whose study.toml is a built-in study, or one holding only what the demo writes."""
     try:
         head = _head(folder / "study.toml", 4096).decode("utf-8", "replace")
     except OSError:
-        return False
-    return head.startswith(DEMO_MARKER)
+        head = None
+    if head is not None:
+        return head.startswith(DEMO_MARKER)
+    return all(e.name in DEMO_NAMES or e.name.startswith(".") or ".tmp-" in e.name or e.name.endswith(".lock")
+               for e in folder.iterdir())
 
 
 def written_by_epg(path: str | os.PathLike[str], kind: str) -> bool:

@@ -1003,3 +1003,30 @@ def test_a_curve_of_three_million_steps_is_refused_before_allocating() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 200 * 2**20  # no N^2 table (or anything near it) was allocated
+
+
+def test_what_counts_as_epg_output(project: Path, tmp_path: Path) -> None:
+    """``written_by_epg`` for each kind: epg's own files pass, look-alikes and other kinds do not."""
+    from epg_bridges.demo import study_template
+    from epg_core._guard import written_by_epg
+
+    assert written_by_epg(project / "iv.h5", "interventions") and not written_by_epg(project / "iv.h5", "outputs")
+    assert written_by_epg(project / "out.h5", "outputs") and not written_by_epg(project / "out.h5", "scores-csv")
+    assert written_by_epg(project / "tiny.onnx", "onnx") and written_by_epg(project / "tiny.onnx.json", "model-spec")
+    assert not written_by_epg(project / "tiny.pt", "onnx") and not written_by_epg(project / "photo.png", "onnx")
+    (tmp_path / "s.csv").write_text("model,checkpoint,sequence,epg,pvalue\nm,c,s,0.1,0.5\n")
+    (tmp_path / "t.csv").write_text("model,sequence\n")
+    assert written_by_epg(tmp_path / "s.csv", "scores-csv") and not written_by_epg(tmp_path / "t.csv", "scores-csv")
+    for name in ("demo", "reference"):  # both built-in studies; a demo killed before its study file also counts
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "study.toml").write_text(study_template(name))
+        assert written_by_epg(tmp_path / name, "demo")
+    (tmp_path / "killed" / "images").mkdir(parents=True)
+    assert written_by_epg(tmp_path / "killed", "demo")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "study.toml").write_text("[study]\n")
+    assert not written_by_epg(tmp_path / "mine", "demo") and not written_by_epg(tmp_path / "mine", "report")
+    (tmp_path / "old-report").mkdir()
+    (tmp_path / "old-report" / "index.html").write_text("<html><head><title>epg report</title></head></html>")
+    assert written_by_epg(tmp_path / "old-report", "report")  # reports written before the marker
+    assert written_by_epg(tmp_path / "killed" / "images", "report")  # an empty folder
