@@ -161,3 +161,23 @@ def test_mgie_embeddings_are_checked(picture: Image.Image, tmp_path: Path) -> No
 
 def test_editor_base_is_the_extension_point() -> None:
     assert all(issubclass(get_editor(n), Editor) for n in editor_names())
+
+
+@pytest.mark.parametrize(("method", "per_scale"), [("instruct-pix2pix", 3), ("cosxl", 3), ("flux-kontext", 1),
+                                                   ("qwen-image-edit", 1)])
+def test_at_most_batch_size_scales_are_denoised_at_once(method: str, per_scale: int, picture: Image.Image) -> None:
+    """The denoiser never sees more than ``batch_size`` scales (times the pipeline's guidance copies: three for
+    InstructPix2Pix-style CFG; one for Kontext, whose distilled guidance needs no doubling; Qwen's true CFG runs
+    its negative branch as a second call of the same batch)."""
+    pipe = tiny_random_pipeline(method)
+    denoiser = getattr(pipe, "unet", None) or pipe.transformer
+    seen: list[int] = []
+    handle = denoiser.register_forward_pre_hook(
+        lambda _m, args, kwargs: seen.append(int((args[0] if args else kwargs["hidden_states"]).shape[0])),
+        with_kwargs=True)
+    try:
+        make_editor(method).use(pipe).sweep(picture, INSTRUCTION, [1.5, 2.0, 3.0, 4.0, 5.0], seed=SEED, steps=1,
+                                            batch_size=2)
+    finally:
+        handle.remove()
+    assert max(seen) == 2 * per_scale and min(seen) == per_scale  # batches of 2, 2, then 1
