@@ -98,9 +98,9 @@ def build(method: str) -> Any:
                        text_encoder=_clip(tok, 768, 12, 12), tokenizer=tok, text_encoder_2=t5, tokenizer_2=tok2,
                        transformer=transformer, image_encoder=None, feature_extractor=None)
         elif method == "qwen-image-edit":
-            from epg_bridges.testing._pipelines import _qwen_pipeline
+            from epg_bridges.testing import tiny_random_pipeline
 
-            small = _qwen_pipeline("qwen-image-edit", 0)
+            small = tiny_random_pipeline("qwen-image-edit")  # its tokenizer, processor and encoder config
             transformer = d.QwenImageTransformer2DModel(
                 patch_size=2, in_channels=64, out_channels=16, num_layers=60, attention_head_dim=128,
                 num_attention_heads=24, joint_attention_dim=3584, guidance_embeds=False, axes_dims_rope=(16, 56, 56))
