@@ -344,3 +344,40 @@ def test_frames_of_several_folders(tmp_path: Path) -> None:
     assert list(seqs) == ["car-angle", "bus-angle"]
     assert [s.attrs["image"] for s in seqs.values()] == ["car", "bus"]
     assert int(seqs["bus-angle"].images[2, 0, 0, 0]) == 92 and seqs["car-angle"].attrs["includes_original"] is False
+
+
+def test_killed_edit_resumes_where_it_stopped(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                              ) -> None:
+    """Each finished sequence is stored at once: the same command after a kill edits only what is missing."""
+    import epg_bridges.interventions._editing as editing
+
+    a, b = write_image(tmp_path / "a.png", seed=1), write_image(tmp_path / "b.png", seed=2)
+    edit = ["intervene", "edit", a, b, "-i", "make it a cat", "-m", tiny_model, "--scales", "2,5", "--steps", 2,
+            "--seed", 3, "-q"]
+    assert run_cli(*edit, "-o", tmp_path / "whole.h5").exit_code == 0
+    real = editing.edit_with_spec
+    calls: list[int] = []
+
+    def stop_at_second(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    out = tmp_path / "killed.h5"
+    with monkeypatch.context() as m:
+        m.setattr(editing, "edit_with_spec", stop_at_second)
+        assert run_cli(*edit, "-o", out).exit_code == 130
+    assert list_sequences(out) == ["a-instruct-pix2pix"]  # stored before the kill
+    assert out.with_name("killed.a-instruct-pix2pix.png").is_file()
+    calls.clear()
+    with monkeypatch.context() as m:
+        m.setattr(editing, "edit_with_spec", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+        assert run_cli(*edit, "-o", out).exit_code == 0  # the same command, no --append: resumed
+        assert len(calls) == 1
+        assert run_cli(*edit, "-o", out).exit_code == 0 and len(calls) == 1  # finished: nothing edited
+    whole, resumed = read_interventions(tmp_path / "whole.h5"), read_interventions(out)
+    assert list(resumed) == list(whole)
+    for name, seq in whole.items():
+        np.testing.assert_array_equal(resumed[name].images, seq.images)
+    one_line_error(run_cli(*edit[:-1], "--seed", 4, "-q", "-o", out), 2, "exists", "--append")  # other options
