@@ -181,3 +181,24 @@ def test_at_most_batch_size_scales_are_denoised_at_once(method: str, per_scale: 
     finally:
         handle.remove()
     assert max(seen) == 2 * per_scale and min(seen) == per_scale  # batches of 2, 2, then 1
+
+
+def test_qwen_image_edit_loads_a_folder_without_torchvision(picture: Image.Image, tmp_path: Path) -> None:
+    """A Qwen-Image-Edit folder laid out as released (processor/ holds the tokenizer and the image processor's
+    config) loads with the PIL image processor and edits as the pipeline it was saved from."""
+    import json
+
+    pipe = tiny_random_pipeline("qwen-image-edit")
+    folder = tmp_path / "qwen"
+    for name in ("transformer", "vae", "scheduler", "text_encoder", "tokenizer"):
+        getattr(pipe, name).save_pretrained(folder / name)
+    pipe.processor.tokenizer.save_pretrained(folder / "processor")
+    pipe.processor.image_processor.save_pretrained(folder / "processor")
+    index = {k: v for k, v in dict(pipe.config).items() if not k.startswith("_")}
+    index["processor"] = ["transformers", "Qwen2VLProcessor"]
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "QwenImageEditPipeline", **index}))
+    loaded = make_editor("qwen-image-edit").load(folder, device="cpu")
+    ours = make_editor("qwen-image-edit").use(pipe)
+    a = loaded.sweep(picture, INSTRUCTION, [2.0, 30.0], seed=SEED, steps=1, batch_size=2)
+    b = ours.sweep(picture, INSTRUCTION, [2.0, 30.0], seed=SEED, steps=1, batch_size=2)
+    assert np.abs(a.astype(int) - b).max() <= 1

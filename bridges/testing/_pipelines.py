@@ -199,8 +199,10 @@ def _qwen_pipeline(_method: str, seed: int) -> Any:
         QwenImageEditPipeline,
         QwenImageTransformer2DModel,
     )
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLProcessor
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
+
+    from ..interventions.editors.qwen_image_edit import video_free_processor
 
     tok = tiny_qwen_tokenizer()
     ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
@@ -228,16 +230,7 @@ def _qwen_pipeline(_method: str, seed: int) -> Any:
         video_token_id=ids["<|video_pad|>"], vision_token_id=ids["<|image_pad|>"],
     )
     text_encoder = Qwen2_5_VLForConditionalGeneration(config)
-    class _Processor(Qwen2VLProcessor):
-        """Qwen2-VL's processor without a video processor (transformers' needs torchvision)."""
-
-        def check_argument_for_proper_class(self, argument_name: str, argument: Any) -> Any:
-            return type(None) if argument is None else super().check_argument_for_proper_class(argument_name,
-                                                                                                argument)
-
-    processor = _Processor(image_processor=Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4,
-                                                                           max_pixels=28 * 28 * 16),
-                                 tokenizer=tok, chat_template="")
+    processor = video_free_processor(Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16), tok)
     return QwenImageEditPipeline(transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(),
                                  text_encoder=text_encoder, tokenizer=tok, processor=processor)
 
