@@ -201,3 +201,26 @@ def test_score_cli_method_sequential(tmp_path: Path) -> None:
     one_line_error(run_cli("score", path, "--method", "sequential", "--risk", "1.5"), 2, "--risk")
     with pytest.raises(E.UsageError, match="risk"):
         E.ScoreOptions(method="sequential", risk=0.0).checked()
+
+
+def test_two_devices_give_the_same_sequential_decisions() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import jax, numpy as np, epg_core as E; "
+        "y = np.random.default_rng(30).normal(size=(301, 40)); y[:50] += np.linspace(0, 3, 40); "
+        "r = E.permutation_test(y, n_permutations=3000, seed=4, method='sequential'); "
+        "print(len(jax.devices())); print(repr(r.pvalue.tolist())); print(repr(r.n_used.tolist()))"
+    )
+
+    def run(n_devices: int) -> list[str]:
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}", "JAX_PLATFORMS": "cpu"}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.splitlines()
+
+    one, two = run(1), run(2)
+    assert one[0] == "1" and two[0] == "2"
+    assert one[1:] == two[1:]  # identical p-values and shuffles drawn
