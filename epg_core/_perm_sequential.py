@@ -61,7 +61,7 @@ def _stage(
             def step(carry: tuple[Array, Array], i: Array) -> tuple[tuple[Array, Array], None]:
                 lo, hi = carry
                 off = base + i * pc
-                chunk = jax.lax.dynamic_slice(perms, (off, 0), (pc, n))
+                chunk = jax.lax.dynamic_slice(perms, (off, jnp.int32(0)), (pc, n))
                 ok = ((off + jnp.arange(pc, dtype=jnp.int32)) < ends[r])[:, None]
                 t = kernel.kernel(table, chunk, params, pc_b)  # [pc, Bb]
                 tie = (jnp.isnan(t) & jnp.isnan(obs_b)[None, :]) | (jnp.abs(t - obs_b[None, :]) <= tol_b[None, :])

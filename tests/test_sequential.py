@@ -224,3 +224,16 @@ def test_two_devices_give_the_same_sequential_decisions() -> None:
     one, two = run(1), run(2)
     assert one[0] == "1" and two[0] == "2"
     assert one[1:] == two[1:]  # identical p-values and shuffles drawn
+
+
+@pytest.mark.parametrize("statistic", ["epg", "pearson"])
+def test_float64_and_other_statistics_agree_with_fixed(statistic: str) -> None:
+    rng = np.random.default_rng(8)
+    y = rng.normal(size=(40, 30))
+    y[:10] += np.linspace(0, 6, 30)
+    for precision in ("float64", "float32"):
+        seq = E.permutation_test(y, statistic=statistic, method="sequential", precision=precision,
+                                 n_permutations=3_000)
+        fixed = E.permutation_test(y, statistic=statistic, precision=precision, n_permutations=3_000)
+        np.testing.assert_array_equal(seq.significant, fixed.significant)
+        assert np.all(seq.significant[:10]) and seq.n_used.mean() < 3_000
