@@ -50,6 +50,10 @@ PRECISIONS: tuple[str, ...] = ("float32", "float64")
 # Two statistics closer than TIE_ULPS * N ulps of the observed one (on the normalised scale) are a tie: the
 # bound of the rounding of an N-term sum, so a shuffle equal to the true order up to summation order ties.
 TIE_ULPS = 2
+# The K shared shuffles of N steps are made once (float64 sort keys, int32 indices): refused above PERM_BYTES,
+# so that a file claiming millions of steps (or a huge K) fails with one line instead of exhausting memory.
+PERM_ENTRY_BYTES = 12
+PERM_BYTES = 4 << 30
 
 
 class PermutationResult(NamedTuple):
@@ -250,6 +254,10 @@ def _test(y: ArrayLike, x: ArrayLike | None, statistic: str | Callable[..., Arra
         check_grid(x, n)
     dtype = resolve_dtype(y3, precision)
     vector = class_axis is not None
+    if n_perm * n * PERM_ENTRY_BYTES > PERM_BYTES:  # before the stencil plan or any [K, N] array is built
+        raise DataError(f"a shuffle test of curves with {n:,} steps and {n_perm:,} shuffles needs "
+                        f"{n_perm * n * PERM_ENTRY_BYTES / 2**30:.1f} GiB of shuffle indices (limit "
+                        f"{PERM_BYTES / 2**30:g} GiB): use fewer shuffles or shorter curves")
     setup = _setup(statistic, n, c, vector, x, dtype, norm, options)
 
     use_exact = exact is True or (exact == "auto" and math.factorial(n) <= n_perm)

@@ -80,3 +80,13 @@ def test_moments_refuse_three_million_steps_before_allocating() -> None:
     with pytest.raises(E.DataError, match="steps"):
         E.permutation_moments(np.zeros((2, MAX_TABLE_STEPS + 1, 3), np.float32), class_axis=-1)
     assert time.perf_counter() - t0 < 5
+
+
+def test_shuffle_test_refuses_millions_of_steps_before_allocating() -> None:
+    y = np.zeros(3_000_000, np.float32)
+    t0 = time.perf_counter()
+    with pytest.raises(E.DataError, match="3,000,000 steps"):
+        E.permutation_test(y)
+    with pytest.raises(E.DataError, match="shuffles"):
+        E.permutation_test(y, method="sequential")
+    assert time.perf_counter() - t0 < 5
