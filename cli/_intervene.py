@@ -106,8 +106,8 @@ def intervene() -> None:
 @click.option("--reverse", is_flag=True,
               help="Alias of -O reverse_editing_direction=true (LEDITS++: push away from the prompt).")
 @click.option("--embeddings", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Alias of -O embeddings=FILE (mgie: .npz/.pt/.safetensors with prompt_embeds and optionally "
-                   "negative_prompt_embeds, made with MGIE's code; see the README).")
+              help="Alias of -O embeddings=FILE (mgie: .npz or .pt with prompt_embeds and optionally "
+                   "negative_prompt_embeds, made with MGIE's code; {image} in the name: each image's own file).")
 @common_output_options("Property name (default: the method, e.g. instruct-pix2pix or leditspp).")
 @executor_options("Where images are edited: this process, or Ray workers, one image per task and one GPU per "
                   "worker when the cluster has GPUs (a local Ray instance, or --ray-address).")

@@ -381,3 +381,36 @@ def test_killed_edit_resumes_where_it_stopped(tiny_model: Path, tmp_path: Path, 
     for name, seq in whole.items():
         np.testing.assert_array_equal(resumed[name].images, seq.images)
     one_line_error(run_cli(*edit[:-1], "--seed", 4, "-q", "-o", out), 2, "exists", "--append")  # other options
+
+
+def test_mgie_takes_each_images_own_embeddings(tiny_model: Path, tmp_path: Path) -> None:
+    """``--embeddings emb/{image}.npz``: every image is edited with its own MGIE embeddings; each sequence equals
+    the stock InstructPix2Pix pipeline called with those embeddings, once per scale."""
+    import torch
+
+    from epg_bridges.testing import stock_edit
+
+    a, b = write_image(tmp_path / "a.png", seed=1), write_image(tmp_path / "b.png", seed=2)
+    (tmp_path / "emb").mkdir()
+    g = torch.Generator().manual_seed(0)
+    for stem in ("a", "b"):
+        np.savez(tmp_path / "emb" / f"{stem}.npz", prompt_embeds=torch.randn(1, 8, 16, generator=g).numpy())
+    out = tmp_path / "mgie.h5"
+    result = run_cli("intervene", "edit", a, b, "-i", "make it a cat", "-m", tiny_model, "--method", "mgie",
+                     "--embeddings", tmp_path / "emb" / "{image}.npz", "--scales", "2,6", "--steps", 2, "--seed", 3,
+                     "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    seqs = read_interventions(out)
+    pipe = tiny_random_pipeline("mgie")
+    for stem in ("a", "b"):
+        seq = seqs[f"{stem}-mgie"]
+        picture = Image.fromarray(seq.images[0])
+        for k, scale in enumerate((2.0, 6.0), 1):
+            stock = stock_edit("mgie", pipe, picture, "make it a cat", scale, seed=3, steps=2,
+                               options={"embeddings": str(tmp_path / "emb" / f"{stem}.npz")})
+            assert np.abs(seq.images[k].astype(int) - np.rint(stock * 255).astype(int)).max() <= 1
+    mixed = read_interventions(out)["b-mgie"].images[1:]
+    result = run_cli("intervene", "edit", b, "-i", "make it a cat", "-m", tiny_model, "--method", "mgie",
+                     "--embeddings", tmp_path / "emb" / "a.npz", "--scales", "2,6", "--steps", 2, "--seed", 3,
+                     "-o", tmp_path / "b-with-a.h5", "-q")
+    assert not np.array_equal(read_interventions(tmp_path / "b-with-a.h5")["b-mgie"].images[1:], mixed)

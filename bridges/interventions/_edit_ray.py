@@ -33,6 +33,7 @@ class EditJob:
 
     pictures: list[np.ndarray]
     spec: Any  # EditSpec
+    images: list[str] | None = None  # the pictures' ids (per-image inputs such as MGIE's embeddings)
 
 
 class EditWorker:
@@ -47,7 +48,9 @@ class EditWorker:
     def __call__(self, index: int) -> InterventionSequence:
         from ._editing import edit_with_spec
 
-        return edit_with_spec(self.editor, self.job.spec, self.job.pictures[index])
+        job = self.job
+        return edit_with_spec(self.editor, job.spec, job.pictures[index], image=job.images[index] if job.images
+                              else None)
 
 
 def edit_images(

@@ -70,9 +70,11 @@ def load_editor(spec: Any) -> Editor:
     return editor
 
 
-def edit_with_spec(editor: Editor, spec: Any, picture: np.ndarray, progress: Progress | None = None
-                   ) -> InterventionSequence:
-    """One image's sequence as an :class:`EditSpec` describes it."""
+def edit_with_spec(editor: Editor, spec: Any, picture: np.ndarray, progress: Progress | None = None,
+                   image: str | None = None) -> InterventionSequence:
+    """One image's sequence as an :class:`EditSpec` describes it (``image``: its id, for per-image inputs)."""
+    if image is not None:
+        editor.for_image(image)
     return edit_sequence(picture, spec.instruction, editor=editor, scales=spec.grid(editor), seed=spec.seed,
                          steps=spec.steps, size=spec.size, batch_size=spec.batch_size, progress=progress)
 

@@ -226,7 +226,7 @@ def _make_edits(spec: EditSpec, todo: Sequence[Request], store: Callable[[Reques
     if executor is not None and getattr(executor, "executor", "local") == "ray":
         from ._edit_ray import EditJob, edit_images
 
-        job = EditJob(pictures, spec)
+        job = EditJob(pictures, spec, [r.image for r in todo])
         pending: dict[int, InterventionSequence] = {}
         nxt = [0]
 
@@ -246,5 +246,5 @@ def _make_edits(spec: EditSpec, todo: Sequence[Request], store: Callable[[Reques
     for i, (req, picture) in enumerate(zip(todo, pictures, strict=True), 1):
         say(f"edit {i}/{len(todo)}: {req.name}")
         with bar(f"{spec.method} {req.name}") as progress:
-            store(req, edit_with_spec(editor, spec, picture, progress))
+            store(req, edit_with_spec(editor, spec, picture, progress, image=req.image))
 

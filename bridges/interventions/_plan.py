@@ -114,7 +114,7 @@ class EditSpec:
         """What determines the frames (for the fingerprint)."""
         opts = {f.name: getattr(editor.options, f.name) for f in dataclasses.fields(editor.options)}
         files = {k: _file_digest(Path(v)) for k, v in opts.items()
-                 if isinstance(v, str) and k == "embeddings" and v and Path(v).is_file()}
+                 if isinstance(v, str) and k == "embeddings" and v and "{image}" not in v and Path(v).is_file()}
         return {"method": self.method, "model": str(self.model), "instruction": self.instruction,
                 "scales": [float(s) for s in grid], "steps": self.steps or type(editor).default_steps,
                 "seed": int(self.seed), "size": list(self.size) if self.size else None, "options": opts,
@@ -213,5 +213,17 @@ def plan_requests(kind: str, sources: Sequence[Path], *, property: str, options:
     if len(extra) != len(sources):
         raise UsageError(f"{len(extra)} sets of extra attributes for {len(sources)} inputs")
     return [Request(n, i, Path(s), _digest(kind, property, ident, _source_digest(kind, Path(s), plain),
-                                           *([dict(x)] if x else [])), dict(x))
+                                           *([dict(x)] if x else []), *_per_image_files(options, i)), dict(x))
             for n, i, s, x in zip(names, ids, sources, extra, strict=True)]
+
+
+def _per_image_files(options: Any, image: str) -> list[str]:
+    """Digests of an edit's per-image input files (an option holding ``{image}``, e.g. MGIE's embeddings)."""
+    if not isinstance(options, EditSpec):
+        return []
+    out = []
+    for value in options.options.values():
+        if isinstance(value, str) and "{image}" in value:
+            path = Path(value.replace("{image}", image))
+            out.append(_file_digest(path) if path.is_file() else f"missing:{path}")
+    return out

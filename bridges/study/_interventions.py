@@ -73,6 +73,8 @@ def _edit(study: Study, i: int, opts: Mapping[str, Any], base: Path) -> Any:
     if not isinstance(options, dict):
         raise _error(study, i, "'options' must be a table {KEY = VALUE} of the editor's options")
     options = {k: (_local(base, v) if k == "embeddings" and isinstance(v, str) else v) for k, v in options.items()}
+    options = {k: (str(base / v) if isinstance(v, str) and "{image}" in v and not Path(v).is_absolute() else v)
+               for k, v in options.items()}
     ints = {k: opts[k] for k in ("steps", "seed", "batch_size", "n_scales") if k in opts}
     for key, value in ints.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "seed" else 1):

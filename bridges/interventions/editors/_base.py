@@ -152,6 +152,9 @@ class Editor:
 
         return validate_scales(scales, minimum=self.minimum, name=f"{self.description}s")
 
+    def for_image(self, image: str) -> None:
+        """Called with the image's id before its sweep (MGIE picks that image's embeddings); nothing by default."""
+
     def progress_total(self, n_scales: int, steps: int) -> int:
         """Units the progress callback counts (default: denoising steps times scales)."""
         return n_scales * steps

@@ -3,7 +3,8 @@
 MGIE (Fu et al., ICLR 2024) lets a multimodal LLM turn the instruction and the picture into "visual-aware"
 edit embeddings, which replace the CLIP text embeddings of an InstructPix2Pix pipeline (its own inference calls
 the pipeline with ``prompt_embeds`` and ``negative_prompt_embeds``). The embeddings are made with MGIE's code
-(see the README) and given as a file: ``.npz`` or ``.pt`` (``torch.save`` of a dict) holding ``prompt_embeds``
+(see the README) and given as a file (``{image}`` in its name stands for each image's id, so every image of a
+command or study gets its own): ``.npz`` or ``.pt`` (``torch.save`` of a dict) holding ``prompt_embeds``
 ``[1, L, D]`` and optionally ``negative_prompt_embeds`` (default: the pipeline's empty-prompt embedding). The
 text guidance scale is swept in batches exactly as for InstructPix2Pix.
 """
@@ -72,13 +73,22 @@ class Mgie(InstructPix2Pix):
     name: ClassVar[str] = "mgie"
     Options: ClassVar[type[EditorOptions]] = MgieOptions
 
-    def prompt_embeds(self, instruction: str, device: torch.device) -> torch.Tensor:
+    _image: str = ""
+
+    def for_image(self, image: str) -> None:
+        self._image = image
+
+    def embeddings_file(self, image: str | None = None) -> str:
+        """The embeddings file of an image: ``{image}`` in the option is replaced by the image's id."""
         opts: Any = self.options
-        embeds = load_embeddings(opts.embeddings)
+        return str(opts.embeddings).replace("{image}", image if image is not None else self._image)
+
+    def prompt_embeds(self, instruction: str, device: torch.device) -> torch.Tensor:
+        embeds = load_embeddings(self.embeddings_file())
         dim = int(self.pipe.unet.config.cross_attention_dim)
         for key, t in embeds.items():
             if t.shape[-1] != dim:
-                raise DataError(f"{opts.embeddings}: '{key}' has width {t.shape[-1]}, the UNet expects {dim}")
+                raise DataError(f"{self.embeddings_file()}: '{key}' has width {t.shape[-1]}, the UNet expects {dim}")
         dtype = self.pipe.text_encoder.dtype
         neg = embeds.get("negative_prompt_embeds")
         return self.pipe._encode_prompt(
