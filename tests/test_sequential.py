@@ -55,6 +55,13 @@ def test_realised_risk_with_known_p_near_alpha_is_below_risk(two_sided: bool) ->
         wrong = float(np.mean(sig != (p <= a0)))
         assert wrong <= risk + 3 * math.sqrt(risk / m), (p, wrong)
         assert used.max() < k  # decided by the boundaries, not by the cap
+    if not two_sided:  # 3 % from alpha, where the realised risk comes close to the bound (about 0.4 of it)
+        for p in (0.97 * a0, 1.03 * a0):
+            m = 6_000
+            sig, used = realised_risk(alpha, risk, 2_000_000, two_sided, np.full(m, p), seed=7)
+            wrong = float(np.mean(sig != (p <= a0)))
+            assert wrong <= risk + 3 * math.sqrt(risk / m), (p, wrong)
+            assert used.max() < 2_000_000
     # and the boundaries are not trivially wide: far from alpha few shuffles are needed
     _, used = realised_risk(alpha, risk, k, two_sided, np.full(2_000, 0.5), seed=1)
     assert used.mean() < 40
