@@ -297,3 +297,40 @@ def test_cli_chain_on_the_reference_convmixers(tmp_path: Path, reference_dir: Pa
                            tmp_path / "x.h5", catch=True), 2, "bird")
     one_line_error(run_cli("attribute", iv, ckpts, "--class", "cat", "--methods", "saliency", "-O", "lime.samples=3",
                            "-o", tmp_path / "x.h5", catch=True), 2, "lime")
+
+
+def test_attribute_resumes_after_an_interrupt_and_refuses_other_options(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny ConvMixer checkpoints (a training run): finished checkpoints survive a Ctrl-C; a rerun computes the rest."""
+    from epg_bridges.baselines import _attribute, attribute
+    from epg_bridges.models import RunOptions
+    from epg_bridges.testing import small_interventions, train_run
+
+    paths = train_run(tmp_path / "run", steps=3)
+    iv = small_interventions(tmp_path / "iv.h5")
+    out = tmp_path / "attr.h5"
+    opts = RunOptions(preprocessing_options={"size": (32, 32)}, classes=["a", "b", "c"])
+    methods = ["saliency", "occlusion"]
+    real = _attribute.load_weights
+    calls = {"n": 0}
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:  # while loading the third checkpoint
+            raise KeyboardInterrupt
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_attribute, "load_weights", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        attribute([iv], paths, out, target="b", methods=methods, options=opts, output="probabilities")
+    monkeypatch.setattr(_attribute, "load_weights", real)
+    stored = {k.checkpoint for k in list_attributions(out)}
+    assert stored == {p.stem for p in paths[:2]}
+    again = attribute([iv], paths, out, target="b", methods=methods, options=opts, output="probabilities")
+    assert (again.computed, again.skipped) == (2 * 2, 2 * 2 * 2)
+    assert {k.checkpoint for k in list_attributions(out)} == {p.stem for p in paths}
+    with pytest.raises(E.UsageError, match="other options"):
+        attribute([iv], paths, out, target="b", methods=["occlusion"], options=opts, output="probabilities",
+                  method_options={"occlusion": {"window": "5"}})
+    with pytest.raises(E.UsageError, match="another output"):
+        attribute([iv], paths, out, target="b", methods=methods, options=opts)
