@@ -63,8 +63,9 @@ class EditSpec:
     """A diffusion edit: the editor (``method``, built-in or ``package.module:Class``) and how to sweep it.
 
     ``scales`` (strictly increasing) or the default grid of ``n_scales`` values up to ``max_scale`` (the
-    editor's default largest scale when None). ``options`` are the editor's (``-O KEY=VALUE``). ``device``,
-    ``threads`` and ``batch_size`` change nothing in the frames and are left out of the fingerprint.
+    editor's default largest scale when None). ``options`` are the editor's (``-O KEY=VALUE``). ``threads``,
+    ``batch_size`` and the device (but not its dtype: fp16 on CUDA, fp32 on CPU) change nothing in the frames
+    and are left out of the fingerprint.
     """
 
     method: str = "instruct-pix2pix"
@@ -115,7 +116,12 @@ class EditSpec:
         opts = {f.name: getattr(editor.options, f.name) for f in dataclasses.fields(editor.options)}
         files = {k: _file_digest(Path(v)) for k, v in opts.items()
                  if isinstance(v, str) and k == "embeddings" and v and "{image}" not in v and Path(v).is_file()}
-        return {"method": self.method, "model": str(self.model), "instruction": self.instruction,
+        from ._edit_setup import select_device
+
+        model = Path(self.model).expanduser()
+        dtype = str(select_device(self.device)[1]).replace("torch.", "")  # fp16 on CUDA, fp32 on CPU: not equal
+        return {"method": self.method, "model": str(model.resolve()) if model.exists() else str(self.model),
+                "dtype": dtype, "instruction": self.instruction,
                 "scales": [float(s) for s in grid], "steps": self.steps or type(editor).default_steps,
                 "seed": int(self.seed), "size": list(self.size) if self.size else None, "options": opts,
                 "files": files}
