@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -232,3 +233,34 @@ def test_frames_study(folder: Path) -> None:
     assert sorted(seqs) == ["bus-angle", "car-angle"]
     np.testing.assert_array_equal(seqs["car-angle"].values, [0, 10, 20])
     assert int(seqs["bus-angle"].images[2, 0, 0, 0]) == 130
+
+
+def test_killed_ray_edit_resumes(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``--executor ray`` each sequence is stored by the driver as it arrives: a run killed after the first
+    one keeps it, and the same command then edits only the rest, giving the frames of an uninterrupted run."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    import epg_bridges.interventions._make as make
+
+    images = [folder / "images" / "one.png", folder / "images" / "two.png"]
+    edit = ["intervene", "edit", *images, "-i", "make it a cat", "-m", folder / "tiny-ip2p", "--scales", "2,5",
+            "--steps", 2, "--seed", 3, "--device", "cpu", "--executor", "ray", "-q"]
+    real = make._store
+    stored: list[str] = []
+
+    def stop_after_first(path: Path, name: str, *args: Any) -> None:
+        if stored:
+            raise KeyboardInterrupt
+        real(path, name, *args)
+        stored.append(name)
+
+    out = folder / "ray-killed.h5"
+    with monkeypatch.context() as m:
+        m.setattr(make, "_store", stop_after_first)
+        assert run_cli(*edit, "-o", out).exit_code == 130
+    assert list_sequences(out) == ["one-instruct-pix2pix"]
+    assert run_cli(*edit, "-o", out).exit_code == 0
+    assert run_cli(*edit, "-o", folder / "ray-whole.h5").exit_code == 0
+    ours, whole = read_interventions(out), read_interventions(folder / "ray-whole.h5")
+    assert list(ours) == list(whole) == ["one-instruct-pix2pix", "two-instruct-pix2pix"]
+    for name, seq in whole.items():
+        np.testing.assert_array_equal(ours[name].images, seq.images)
