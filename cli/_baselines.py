@@ -11,7 +11,15 @@ import click
 from ._errors import CliUsageError, Interrupted
 from ._extras import needs_extras, require_extra
 from ._models import _architecture_options, _classes_options, _preprocessing_options, _run_options
-from ._options import out_option, progress_bar, quiet_option, refuse_collisions, seed_option, threads_option
+from ._options import (
+    force_option,
+    out_option,
+    progress_bar,
+    quiet_option,
+    refuse_collisions,
+    seed_option,
+    threads_option,
+)
 from ._table import format_table
 from ._types import FiniteRange
 
@@ -76,11 +84,12 @@ def _parse_methods(value: str) -> list[str]:
 @_preprocessing_options
 @seed_option
 @threads_option
+@force_option
 @quiet_option
 @needs_extras("attribute", "baselines", "torch")
 def attribute_command(interventions: Path, checkpoints: tuple[str, ...], methods: str, target: str,
                       layer: str | None, steps_text: str, method_option: tuple[str, ...], explain: str,
-                      restart: bool, seed: int, out: Path, quiet: bool, **kw: Any) -> None:
+                      restart: bool, seed: int, out: Path, quiet: bool, force: bool, **kw: Any) -> None:
     """Explain the original and the intervened images of every sequence with local attribution methods.
 
     For every checkpoint (loaded exactly like `epg sweep` loads them: every --arch and checkpoint layout)
@@ -111,7 +120,8 @@ def attribute_command(interventions: Path, checkpoints: tuple[str, ...], methods
         with progress_bar("attribute", "map", quiet) as progress:
             result = attribute([interventions], specs if len(specs) > 1 else specs[0], out, target=target,
                                methods=chosen, method_options=method_options, options=options, layer=layer,
-                               steps=steps, output=explain, seed=seed, restart=restart, progress=progress)
+                               steps=steps, output=explain, seed=seed, restart=restart, force=force,
+                               progress=progress)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: finished checkpoints are stored in {out}; run the same command to "
                           "resume") from None
@@ -154,10 +164,11 @@ def echo_flip_table(table: Any) -> None:
 @click.option("--bootstrap", type=click.IntRange(0, 1_000_000), default=2000, show_default=True,
               help="Bootstrap resamples of the AUROC's 95% interval (0: none).")
 @seed_option
+@force_option
 @quiet_option
 @needs_extras("flip-task", "baselines")
 def flip_task_command(outputs: Path, attributions: Path, target: str | None, predict_from: float | None,
-                      csv_path: Path | None, bootstrap: int, seed: int, quiet: bool) -> None:
+                      csv_path: Path | None, bootstrap: int, seed: int, quiet: bool, force: bool) -> None:
     """Predict whether an intervention flips the prediction: EPG against local explanations.
 
     The project page's protocol: one unit per model x checkpoint x sequence; label = the prediction
@@ -184,7 +195,7 @@ def flip_task_command(outputs: Path, attributions: Path, target: str | None, pre
         click.echo(f"note: {table.skipped} attributed unit(s) have no finished outputs in {outputs}; skipped",
                    err=True)
     if csv_path is not None:
-        click.echo(str(write_flip_csv(table, csv_path)))
+        click.echo(str(write_flip_csv(table, csv_path, force=force)))
 
 
 def register(group: click.Group) -> None:

@@ -241,6 +241,7 @@ def test_attributions_file_refuses_foreign_files_and_other_targets(tmp_path: Pat
     with pytest.raises(E.UsageError, match="refusing to replace"):
         write_attributions(foreign, [item])
     assert foreign.read_bytes() == before
+    assert [k.method for k in list_attributions(write_attributions(foreign, [item], force=True))] == ["saliency"]
     good = write_attributions(tmp_path / "a.h5", [item])
     assert [k.method for k in list_attributions(good)] == ["saliency"]
     assert read_attributions(good)[0].maps.shape == (2, 3, 3)

@@ -32,7 +32,15 @@ from ..models._spec import Preprocessing
 from ..models._sweep import input_sources
 from ._method import Context, Method
 from ._methods import METHODS, make_method
-from ._store import Attribution, AttributionKey, check_writable, list_attributions, read_run_record, write_attributions
+from ._store import (
+    Attribution,
+    AttributionKey,
+    check_writable,
+    is_attributions_file,
+    list_attributions,
+    read_run_record,
+    write_attributions,
+)
 
 __all__ = ["AttributeResult", "attribute", "DEFAULT_STEPS", "resolve_steps", "resolve_layer", "OUTPUTS"]
 
@@ -134,6 +142,7 @@ def attribute(
     output: str = "logits",
     seed: int = 0,
     restart: bool = False,
+    force: bool = False,
     progress: Progress | None = None,
 ) -> AttributeResult:
     """Attributions of output ``target`` (class name or index) for ``steps`` of every sequence x checkpoint.
@@ -143,7 +152,8 @@ def attribute(
     ``method_options``: per method, options replacing the paper's defaults (e.g. ``{"occlusion": {"window":
     15}}``); ``layer``: Guided Grad-CAM's layer (default the last convolution); ``output``: explain logits or
     probabilities; ``seed`` seeds LIME and Kernel SHAP per image. ``progress(done, total)`` counts (checkpoint,
-    sequence, method) items, stored ones included.
+    sequence, method) items, stored ones included. ``force``: replace an existing ``out`` that is not an
+    attributions file (refused otherwise).
     """
     start = time.perf_counter()
     opts = options or RunOptions()
@@ -157,7 +167,8 @@ def attribute(
     chosen: list[Method] = [make_method(m, (method_options or {}).get(m, {})) for m in dict.fromkeys(methods)]
     if not chosen:
         raise UsageError("give at least one method")
-    check_writable(out)
+    check_writable(out, force)
+    foreign = out.exists() and not is_attributions_file(out)  # replaced (force) on the first write
     if opts.threads > 0:
         torch.set_num_threads(opts.threads)
     paths = find_checkpoints(checkpoints)
@@ -184,7 +195,7 @@ def attribute(
     model = _Probabilities(base_model) if output == "probabilities" else base_model
     record = {"architecture": opts.architecture, "arch_kwargs": dict(opts.arch_kwargs or {}), "classes": classes,
               "preprocessing": prep.to_dict(), "output": output}
-    stored_record = read_run_record(out, model_name)
+    stored_record = {} if foreign else read_run_record(out, model_name)
     drop = None
     if stored_record and stored_record != record:
         if not restart:
@@ -199,8 +210,8 @@ def attribute(
     ctx = Context(model=model, grey=grey, to_image=to_image, layer=layer_module, layer_name=layer_name,
                   batch_size=opts.batch_size, seed=seed)
     option_json = {m.name: _options_json(m, layer_name) for m in chosen}
-    have = {} if drop else {(k.checkpoint, k.sequence, k.method): k for k in list_attributions(out)
-                            if k.model == model_name}
+    have = {} if drop or foreign else {(k.checkpoint, k.sequence, k.method): k for k in list_attributions(out)
+                                       if k.model == model_name}
 
     def wanted(checkpoint: str, sequence: str, method: Method) -> AttributionKey:
         return AttributionKey(model_name, checkpoint, sequence, method.name, option_json[method.name], target_name,
@@ -252,7 +263,7 @@ def attribute(
                 values = seqs[sequence][1].values[list(step_of[sequence])]
                 results.append(Attribution(wanted(checkpoint, sequence, method), m, values))
                 counter.add()
-        write_attributions(out, results, run_record=record, drop_model=drop)
+        write_attributions(out, results, run_record=record, drop_model=drop, force=force)
         drop = None
         computed += len(results)
     return AttributeResult(out, model_name, names, [m.name for m in chosen], target_name, computed, skipped,

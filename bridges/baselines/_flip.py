@@ -176,20 +176,20 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write_flip_csv(table: FlipTaskTable, path: str | os.PathLike[str]) -> Path:
-    """The table as CSV (atomic); an existing file that is not such a table is refused, never replaced."""
+def write_flip_csv(table: FlipTaskTable, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """The table as CSV (atomic); an existing file that is not such a table is refused unless ``force``."""
     path = Path(path)
     header = ",".join(FLIP_COLUMNS)
     if path.is_dir():
         raise UsageError(f"{path}: is a folder; choose another --csv")
-    if path.exists():
+    if path.exists() and not force:
         try:
             first = path.read_text(encoding="utf-8").splitlines()[:1]
         except (OSError, UnicodeDecodeError):
             first = []
         if first != [header]:
             raise UsageError(f"{path}: exists and is not an epg flip-task CSV; refusing to replace it: choose "
-                             "another --csv")
+                             "another --csv, or --force")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(FLIP_COLUMNS)

@@ -28,7 +28,8 @@ from epg_core import DataError, UsageError
 from epg_core._errors import MissingFileError
 
 __all__ = ["ATTRIBUTIONS_FORMAT", "ATTRIBUTIONS_VERSION", "Attribution", "AttributionKey", "read_attributions",
-           "list_attributions", "write_attributions", "check_attributions_target", "read_run_record"]
+           "list_attributions", "write_attributions", "check_attributions_target", "read_run_record",
+           "is_attributions_file", "check_writable"]
 
 ATTRIBUTIONS_FORMAT = "epg-attributions"
 ATTRIBUTIONS_VERSION = 1
@@ -185,15 +186,26 @@ def read_run_record(path: str | os.PathLike[str], model: str) -> dict[str, Any]:
             raise DataError(f"{path}: /{_MODELS}/{model} has malformed run_options") from None
 
 
-def check_writable(path: Path) -> None:
-    """Refuse an existing ``path`` that is not an attributions file (it is never replaced)."""
+def is_attributions_file(path: Path) -> bool:
+    """Whether ``path`` exists and is an attributions file this version reads."""
+    if not path.is_file():
+        return False
+    try:
+        _open(path).close()
+    except DataError:
+        return False
+    return True
+
+
+def check_writable(path: Path, force: bool = False) -> None:
+    """Refuse an existing ``path`` that is not an attributions file (replaced only with ``force``)."""
     if path.is_dir():
         raise UsageError(f"{path}: is a folder; choose another --out")
-    if path.exists():
+    if path.exists() and not force:
         try:
             _open(path).close()
         except DataError as exc:
-            raise UsageError(f"{exc}; refusing to replace it: choose another --out") from None
+            raise UsageError(f"{exc}; refusing to replace it: choose another --out, or --force") from None
 
 
 def write_attributions(
@@ -202,17 +214,18 @@ def write_attributions(
     *,
     run_record: Mapping[str, Any] | None = None,
     drop_model: str | None = None,
+    force: bool = False,
 ) -> Path:
     """Add (or replace) ``items`` in ``path`` atomically (see the module doc); created when absent.
 
     ``run_record``: the options stored with each item's model. ``drop_model``: remove that model's group first
-    (a restart with other run options).
+    (a restart with other run options). ``force``: replace an existing file that is not an attributions file.
     """
     path = Path(path)
     items = list(items)
     with E.file_lock(path):
-        check_writable(path)
-        exists = path.exists()
+        check_writable(path, force)
+        exists = is_attributions_file(path)
         with E.atomic_path(path, copy_existing=exists) as tmp:
             with h5py.File(tmp, "a" if exists else "w", track_order=None if exists else True) as handle:
                 if not exists:
