@@ -202,3 +202,12 @@ def test_qwen_image_edit_loads_a_folder_without_torchvision(picture: Image.Image
     a = loaded.sweep(picture, INSTRUCTION, [2.0, 30.0], seed=SEED, steps=1, batch_size=2)
     b = ours.sweep(picture, INSTRUCTION, [2.0, 30.0], seed=SEED, steps=1, batch_size=2)
     assert np.abs(a.astype(int) - b).max() <= 1
+
+
+def test_bench_edit_has_one_row_per_editor() -> None:
+    from epg_bench.bench_edit import editors_table, run_editors
+
+    result = run_editors(editors=["instruct-pix2pix", "flux-kontext"], n_scales=2, steps=1, repeats=1)
+    assert [r["editor"] for r in result["rows"]] == ["instruct-pix2pix", "flux-kontext"]
+    assert all(r["max_uint8_diff"] <= 1 and r["speedup"] > 0 for r in result["rows"])
+    assert "| flux-kontext | yes |" in editors_table(result)
