@@ -30,8 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from epg_core import DataError, UsageError
-from epg_core._errors import MissingFileError
+from epg_core import DataError, MissingFileError, UsageError
 
 __all__ = ["IMAGE_SUFFIXES", "BACKGROUND", "natural_key", "load_image", "max_image_pixels"]
 

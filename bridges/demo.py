@@ -35,7 +35,7 @@ from .study import run_study, verdict_rows
 from .testing import SCENARIO_ARCH as ARCH
 from .testing import make_dataset, train_classifier
 
-__all__ = ["DemoConfig", "DemoResult", "run_demo", "run_reference", "table2_check", "study_template"]
+__all__ = ["DemoConfig", "DemoResult", "default_out", "run_demo", "run_reference", "table2_check", "study_template"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,12 @@ class DemoResult:
     check: dict[str, Any]
     computed: dict[str, list[str]]
     flip_task: Any = None  # epg_bridges.baselines.FlipTaskTable of the demo's models (None: not run)
+
+
+def default_out(reference: bool) -> Path:
+    """Where ``epg demo`` writes by default: the built-in study and the reference study each have their own
+    folder (one study per folder: a folder's files hold one study's results)."""
+    return Path("epg-out/reference" if reference else "epg-out/demo")
 
 
 def study_template(name: str) -> str:

@@ -31,8 +31,15 @@ def register(group: click.Group) -> None:
     group.add_command(score)
 
 
-SHORT_COLUMNS = ["model", "checkpoint", "sequence", "output", "epg", "pvalue", "significant", "flips", "pearson"]
-VERDICT_COLUMNS = ["significant", "model", "property", "output", "epg", "pvalue", "flips", "ratio", "n_curves"]
+SHORT_COLUMNS = ["model", "checkpoint", "sequence", "output", "epg", "effect", "pvalue", "verdict", "flips", "pearson"]
+VERDICT_COLUMNS = ["verdict", "model", "property", "label", "output", "epg", "effect", "pvalue", "flips", "ratio",
+                   "n_curves"]
+
+
+def verdict_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The verdict table's columns (``label`` only when the groups have labels)."""
+    return [c for c in VERDICT_COLUMNS if c != "label" or any(r.get("label") and r["aggregate"] != "none"
+                                                               for r in rows)]
 
 
 @click.command()
@@ -55,6 +62,7 @@ def score(outputs: Path, out: Path | None, show_rows: int, quiet: bool, force: b
         epg score outputs.h5 --class cat --fdr -o scores.csv
         epg score outputs.h5 --group-by property --spacing values --permutations 10000
         epg score outputs.h5 -o scores.parquet
+        epg score outputs.h5 --method sequential --risk 1e-3   # stop each curve once its decision is settled
     """
     from tqdm import tqdm
 
@@ -65,7 +73,7 @@ def score(outputs: Path, out: Path | None, show_rows: int, quiet: bool, force: b
     parquet = csv_path.suffix.lower() == ".parquet"
     if parquet:
         require_extra("score -o *.parquet", "tables", ["pyarrow", "pyarrow.parquet"])
-    refuse_foreign_outputs({csv_path: "scores-parquet" if csv_path.suffix == ".parquet" else "scores-csv"}, force)
+    refuse_foreign_outputs({csv_path: "scores-parquet" if parquet else "scores-csv"}, force)
     opts = score_options_from(kwargs)
     alpha, alternative, n_permutations, use_fdr = opts.alpha, opts.alternative, opts.n_permutations, opts.use_fdr
     with tqdm(desc="scoring curves", unit="curve", disable=True if quiet else None, leave=False) as bar:
@@ -82,11 +90,13 @@ def score(outputs: Path, out: Path | None, show_rows: int, quiet: bool, force: b
     click.echo(f"scores dataset: {outputs}:/scores")
     curves = [r for r in rows if r["aggregate"] == "none"]
     n_sig = sum(r["significant"] for r in curves)
+    n_small = sum(r["verdict"] == "negligible" for r in curves)
     click.echo(f"{len(curves)} curves, {n_sig} significant at {alpha} ({alternative}, K={n_permutations}"
-               f"{', BH-FDR' if use_fdr else ''})")
+               f"{', BH-FDR' if use_fdr else ''}), {n_small} of them with a negligible effect")
     if opts.group_by != "none":
         click.echo("verdict: the mean curve of each model x group at the model's last checkpoint")
-        echo_table(E.verdict_rows(rows), VERDICT_COLUMNS)
+        verdict = E.verdict_rows(rows)
+        echo_table(verdict, verdict_columns(verdict))
         click.echo(f"every row (per curve, per group, per checkpoint) is in {csv_path}")
         return
     echo_table(rows[:show_rows], SHORT_COLUMNS)
@@ -116,8 +126,8 @@ def _curves_table(n_permutations: int, alternative: Alternative, alpha: float, s
 
 
 @click.command()
-@out_option("Folder for every file the demo writes (its study.toml can be rerun with `epg run`).",
-            default=Path("epg-out/demo"), file=False)
+@out_option("Folder for every file the demo writes (its study.toml can be rerun with `epg run`) "
+            "[default: epg-out/demo, with --reference epg-out/reference].", file=False)
 @click.option("--quick", is_flag=True, help="Smaller data set, fewer epochs and steps (about a minute).")
 @click.option("--curves-only", is_flag=True, help="Only the Fig. 9 example curves, no models.")
 @click.option("--reference", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -129,7 +139,7 @@ def _curves_table(n_permutations: int, alternative: Alternative, alpha: float, s
 @force_option
 @quiet_option
 @needs_extras("demo", "torch", "report")
-def demo(out: Path, quick: bool, curves_only: bool, reference: Path | None, no_report: bool, n_permutations: int,
+def demo(out: Path | None, quick: bool, curves_only: bool, reference: Path | None, no_report: bool, n_permutations: int,
          alternative: Alternative, alpha: float, seed: int, precision: str, threads: int, quiet: bool,
          force: bool) -> None:
     """Run the whole method on a built-in known-bias study: no downloads, no files of your own.
@@ -150,8 +160,9 @@ def demo(out: Path, quick: bool, curves_only: bool, reference: Path | None, no_r
     _curves_table(n_permutations, alternative, alpha, seed)
     if curves_only:
         return
-    from epg_bridges.demo import DemoConfig, run_demo, run_reference
+    from epg_bridges.demo import DemoConfig, default_out, run_demo, run_reference
 
+    out = out or default_out(reference is not None)
     refuse_foreign_outputs({out: "demo"}, force)
 
     base = DemoConfig.quick() if quick else DemoConfig()
@@ -165,7 +176,7 @@ def demo(out: Path, quick: bool, curves_only: bool, reference: Path | None, no_r
         click.echo("== Known-bias scenario (paper Sec. 4.1 / Table 2): mean behaviour over "
                    f"{cfg.n_images} images per property, last epoch")
         result = run_demo(out, cfg, say=say, report=not no_report)
-    echo_table(result.verdict, VERDICT_COLUMNS)
+    echo_table(result.verdict, verdict_columns(result.verdict))
     if reference is None:
         c = result.check
         click.echo(f"biased model: EPG(background) / EPG(hue) = {c['ratio']:.1f}x, background significant: "

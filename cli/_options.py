@@ -42,7 +42,7 @@ def refuse_foreign_outputs(outputs: Mapping[Any, str], force: bool) -> None:
     """Refuse (exit 2, naming --force) an existing output path epg did not write as that kind (see
     ``epg_core._guard``); checked before anything is written. With ``force`` such HDF5 files are removed (the
     command writes a new one) and every other kind is replaced atomically by its writer."""
-    from epg_core._guard import discard_foreign, refuse_foreign
+    from epg_core import discard_foreign, refuse_foreign
 
     paths = {p: k for p, k in outputs.items() if p is not None}
     refuse_foreign(paths, force=force)
@@ -100,14 +100,27 @@ def scoring_options(func: F) -> F:
                         help="Score the whole output vector (norm of the vector derivative): no class to choose.")(func)
     func = click.option("--spacing", type=click.Choice(["step", "values"]), default="step", show_default=True,
                         help="Unit steps (as in the paper) or the stored property values as the grid.")(func)
-    func = click.option("--group-by", type=click.Choice(["none", "property", "image"]), default="none",
-                        show_default=True,
+    func = click.option("--group-by", type=click.Choice(["none", "property", "image", "label", "property,label"]),
+                        default="none", show_default=True,
                         help="Also score groups of sequences: the mean curve (paper Tables 2, 6, 7) and the mean of "
-                             "the per-curve EPGs (Table 4).")(func)
+                             "the per-curve EPGs (Table 4). image = one group per image x property; label = the "
+                             "class predicted on the original image (or the study's per-image label): "
+                             "property,label averages the images of each label separately (paper Fig. 16).")(func)
+    func = click.option("--min-effect", type=FiniteRange(0, None), default=None, metavar="X",
+                        help="An effect (max - min of the output along the steps) below X is negligible: the "
+                             "verdict says so even when the test is significant [default: 0.01 for probabilities "
+                             "and cosine, off for logits].")(func)
     func = click.option("--mean-over-sequences", is_flag=True, hidden=True,
                         help="v1 name of --group-by property.")(func)
     func = click.option("--fdr", "use_fdr", is_flag=True,
                         help="Benjamini-Hochberg across the whole study (significant = q <= alpha).")(func)
+    func = click.option("--method", type=click.Choice(["fixed", "sequential"]), default="fixed", show_default=True,
+                        help="fixed: K shuffles per curve; sequential: each curve stops once its decision at "
+                             "alpha is settled with resampling risk <= --risk (Gandy 2009), at most K.")(func)
+    func = click.option("--risk", type=FiniteRange(0, 1, min_open=True, max_open=True), default=1e-3,
+                        show_default=True, metavar="R",
+                        help="Resampling risk of --method sequential: the chance that a decision differs from "
+                             "the one infinitely many shuffles would give.")(func)
     return permutation_options(precision_option(func))
 
 
@@ -127,7 +140,8 @@ def score_options_from(kwargs: dict[str, Any]) -> Any:
     return ScoreOptions(target=kwargs.pop("target"), all_classes=kwargs.pop("all_classes"),
                         spacing=kwargs.pop("spacing"), group_by=group_by, use_fdr=kwargs.pop("use_fdr"),
                         precision=kwargs.pop("precision"), n_permutations=kwargs.pop("n_permutations"),
-                        alternative=kwargs.pop("alternative"), alpha=kwargs.pop("alpha"), seed=kwargs.pop("seed"))
+                        alternative=kwargs.pop("alternative"), alpha=kwargs.pop("alpha"), seed=kwargs.pop("seed"),
+                        min_effect=kwargs.pop("min_effect"), method=kwargs.pop("method"), risk=kwargs.pop("risk"))
 
 
 def out_option(help_text: str, *, default: Any = None, file: bool = True, extra_names: Sequence[str] = ()) -> Any:

@@ -77,9 +77,10 @@ def report(outputs: Path, out: Path | None, interventions: tuple[Path, ...], che
     paths = build_report(outputs, out_dir, opts, interventions=list(interventions), progress=say,
                          baselines=baselines)
     verdicts = paths["verdicts"]
-    n_sig = sum(bool(r["significant"]) for r in verdicts)
-    click.echo(f"{n_sig} of {len(verdicts)} verdict rows significant; {len(paths['nulls'])} null distributions "
-               f"checked against the table")
+    n_sig = sum(r.get("verdict", "significant" if r["significant"] else "") == "significant" for r in verdicts)
+    n_small = sum(r.get("verdict") == "negligible" for r in verdicts)
+    click.echo(f"{n_sig} of {len(verdicts)} verdict rows significant ({n_small} more negligible); "
+               f"{len(paths['nulls'])} null distributions checked against the table")
     bad = [c for c in paths["null_checks"] if not c.agrees]
     if bad:
         click.echo(f"warning: {len(bad)} null distribution(s) give another p-value than the table", err=True)

@@ -35,9 +35,7 @@ def run(study: Path, no_report: bool, executor: str | None, ray_address: str | N
         epg run study.toml
         epg run study.toml --executor ray --ray-address auto
     """
-    from epg_bridges.study import run_study, verdict_rows
-    from epg_bridges.study._run import study_outputs
-    from epg_bridges.study._spec import load_study
+    from epg_bridges.study import load_study, run_study, study_outputs, verdict_rows
 
     refuse_foreign_outputs(study_outputs(load_study(study)), force)
 

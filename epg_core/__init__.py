@@ -5,6 +5,7 @@ from epg_core._atomic import atomic_path as atomic_path
 from epg_core._atomic import file_lock as file_lock
 from epg_core._atomic import write_bytes_atomic as write_bytes_atomic
 from epg_core._derivative import derivative as derivative
+from epg_core._errors import MissingFileError as MissingFileError
 from epg_core._examples import ExampleCurve as ExampleCurve
 from epg_core._examples import example_curves as example_curves
 from epg_core._fdr import FDRResult as FDRResult
@@ -12,6 +13,9 @@ from epg_core._fdr import fdr as fdr
 from epg_core._flip_task import FlipTaskResult as FlipTaskResult
 from epg_core._flip_task import flip_task as flip_task
 from epg_core._fornberg import fornberg_weights as fornberg_weights
+from epg_core._guard import discard_foreign as discard_foreign
+from epg_core._guard import refuse_foreign as refuse_foreign
+from epg_core._guard import written_by_epg as written_by_epg
 from epg_core._io import FORMAT_VERSION as FORMAT_VERSION
 from epg_core._io import INTERVENTIONS_FORMAT as INTERVENTIONS_FORMAT
 from epg_core._io import LOCK_TIMEOUT as LOCK_TIMEOUT
@@ -54,6 +58,7 @@ from epg_core._permutation import permutation_test as permutation_test
 from epg_core._permutation import use_precision as use_precision
 from epg_core._scoring import SCORE_COLUMNS as SCORE_COLUMNS
 from epg_core._scoring import ScoreOptions as ScoreOptions
+from epg_core._scoring import Selection as Selection
 from epg_core._scoring import score_outputs as score_outputs
 from epg_core._scoring import write_scores_csv as write_scores_csv
 from epg_core._scoring_groups import majority_target as majority_target
@@ -67,8 +72,9 @@ from epg_core._stats import pearson as pearson
 __all__ = [
     "fornberg_weights", "derivative", "epg", "mean_gradient", "pearson", "flips", "flip_points",
     "permutation_test", "PermutationResult", "permutation_moments", "Moments", "ksg_mi", "use_precision",
-    "fdr", "FDRResult", "SCORE_COLUMNS", "ScoreOptions", "majority_target", "score_outputs", "verdict_rows",
-    "write_scores_csv",
+    "fdr", "FDRResult", "SCORE_COLUMNS", "ScoreOptions", "Selection", "majority_target", "score_outputs",
+    "verdict_rows", "write_scores_csv",
+    "MissingFileError", "written_by_epg", "refuse_foreign", "discard_foreign",
     "atomic_path", "file_lock", "write_bytes_atomic", "example_curves", "ExampleCurve",
 ]
 __all__ += ["flip_task", "FlipTaskResult"]  # v3: the flip-prediction task (local baselines)

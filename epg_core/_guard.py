@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from epg_core._errors import UsageError
+from epg_core._io_tables import is_epg_parquet
 
 __all__ = ["OutputKind", "REPORT_MARKER", "DEMO_MARKER", "written_by_epg", "refuse_foreign", "discard_foreign",
            "describe_kind"]
@@ -88,15 +89,6 @@ def _csv_header(path: Path) -> set[str]:
         return set()
 
 
-def _parquet_columns(path: Path) -> set[str]:
-    try:
-        import pyarrow.parquet as pq
-
-        return set(pq.read_schema(path).names)
-    except Exception:  # noqa: BLE001 - no pyarrow, or not a Parquet file: not ours
-        return set()
-
-
 def _json_format(path: Path) -> str | None:
     try:
         data = json.loads(path.read_bytes()[: 64 << 20])
@@ -157,8 +149,8 @@ def written_by_epg(path: str | os.PathLike[str], kind: str) -> bool:
         return _HDF5_FORMATS.get(_hdf5_format(path) or "") == kind
     if kind == "scores-csv":
         return _SCORES_COLUMNS <= _csv_header(path)
-    if kind == "scores-parquet":
-        return _SCORES_COLUMNS <= _parquet_columns(path)
+    if kind == "scores-parquet":  # the epg marker in the footer's key-value metadata (no pyarrow needed)
+        return is_epg_parquet(path)
     if kind == "onnx":
         return _onnx_is_ours(path)
     if kind == "model-spec":

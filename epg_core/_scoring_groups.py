@@ -1,8 +1,11 @@
 """Groups of sequences to score together, their target class, and the curves they yield (streamed).
 
-A group is one model's sequences that share a key (their ``property``, their ``image``, or each sequence
-alone). All its sequences must share the number of steps, the outputs and the grid, so the mean curve is
-differentiated on the group's own grid.
+A group is one model's sequences that share a key: their ``property``, their ``image`` (one group per image x
+property: the properties of an image have different grids), their ``label`` (the class predicted on the
+original image, or the ``label`` attribute given with the image), any combination such as ``property,label``
+(the paper's Fig. 16: the mean behaviour of the dog images and of the cat images, separately), or each
+sequence alone. All its sequences must share the number of steps, the outputs and the grid, so the mean curve
+is differentiated on the group's own grid. A :class:`Selection` restricts the models, checkpoints and sequences.
 """
 
 from __future__ import annotations
@@ -10,29 +13,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from epg_core._errors import DataError, UsageError
 from epg_core._io import OutputsBlock, iter_outputs, list_outputs, read_outputs
+from epg_core._score_options import GROUP_KEYS, ScoreOptions, group_keys
+from epg_core._scoring_rows import Curve, base_row
+from epg_core._selection import Selection
 
-if TYPE_CHECKING:
-    from epg_core._scoring import ScoreOptions
-
-GROUP_BYS: tuple[str, ...] = ("none", "property", "image")
 # Bytes of outputs read at once (one checkpoint chunk of one sequence).
 READ_BYTES = 32 << 20
 ALL = "all classes"
-
-
-@dataclass
-class Curve:
-    """One curve waiting to be tested, with the row it will become."""
-
-    y: np.ndarray
-    grid: np.ndarray | None
-    row: dict[str, Any]
 
 
 def resolve_target(target: str | int | None, classes: list[str], first_step: np.ndarray | None = None) -> int:
@@ -83,6 +76,13 @@ class Group:
     note: str = ""
     binary: bool = False
     originals: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: Reported index of each block checkpoint (its position among the selected ones; -1: not selected).
+    index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    #: The group's key by name (``property``, ``image``, ``label``), for its aggregate rows.
+    parts: dict[str, str] = field(default_factory=dict)
+    #: Each member sequence's label (the class predicted on its original, or the label given with it).
+    labels: list[str] = field(default_factory=list)
+    output_kind: str = "probabilities"
 
     def n_tests(self, opts: ScoreOptions) -> int:
         """Curves this group sends to the shuffle test."""
@@ -90,14 +90,17 @@ class Group:
         return int(np.sum(self.done)) + grouped
 
     def _row(self, ckpt: int, sequence: str, aggregate: str, outputs: np.ndarray, output: str) -> dict[str, Any]:
-        from epg_core._scoring_rows import base_row
-
-        attrs = self.attrs[self.sequences.index(sequence)] if aggregate == "none" else {}
-        prop = str(attrs.get("property", self.key if self.by == "property" else ""))
-        image = str(attrs.get("image", self.key if self.by == "image" else ""))
-        return base_row(self.model, self.checkpoints[ckpt], ckpt, sequence, prop, image, aggregate,
-                        len(self.sequences) if aggregate != "none" else 1, output, outputs, self.note,
-                        (self.model, self.key, ckpt))
+        if aggregate == "none":
+            member = self.sequences.index(sequence)
+            attrs = self.attrs[member]
+            prop, image, label = str(attrs.get("property", "")), str(attrs.get("image", "")), self.labels[member]
+        else:
+            prop, image, label = (self.parts.get(k, "") for k in GROUP_KEYS)
+        row = base_row(self.model, self.checkpoints[ckpt], int(self.index[ckpt]), sequence, prop, image, aggregate,
+                       len(self.sequences) if aggregate != "none" else 1, output, outputs, self.note,
+                       (self.model, self.key, ckpt))
+        row["label"], row["_kind"] = label, self.output_kind
+        return row
 
     def _target_curve(self, out: np.ndarray) -> np.ndarray:
         """The target's outputs along the steps. Binary probabilities are symmetrised, ``(p_t + 1 - p_o) / 2``
@@ -135,8 +138,8 @@ class Group:
                 if all_done[start + i]:
                     mean = total[i] / len(self.sequences)
                     y = mean if opts.all_classes else self._target_curve(mean)
-                    label = f"{self.by}={self.key}"
-                    yield Curve(y, grid, self._row(start + i, label, "mean_curve", mean, output))
+                    name = ",".join(f"{k}={v}" for k, v in self.parts.items())
+                    yield Curve(y, grid, self._row(start + i, name, "mean_curve", mean, output))
 
 
 def _meta(path: Path, model: str, seq: str) -> tuple[OutputsBlock, np.ndarray]:
@@ -150,25 +153,50 @@ def _grid_of(path: Path, model: str, seq: str) -> np.ndarray:
     return np.asarray(block.values, np.float64)
 
 
-def model_groups(path: Path, opts: ScoreOptions) -> Iterator[Group]:
-    """Every group of every model, with its target class resolved."""
+def _label(meta: OutputsBlock, originals: np.ndarray, done: np.ndarray) -> str:
+    """A sequence's label: the ``label`` given with its image, else the class its last selected finished
+    checkpoint predicts on the original (step 0)."""
+    given = str(meta.attrs.get("label", "") or "")
+    if given:
+        return given
+    finished = np.flatnonzero(done)
+    row = originals[finished[-1]] if finished.size else originals[0]
+    return str(meta.classes[int(np.argmax(row))])
+
+
+def model_groups(path: Path, opts: ScoreOptions, select: Selection | None = None) -> Iterator[Group]:
+    """Every group of every model (within ``select``), with its target class resolved."""
+    select = select or Selection()
+    keys = group_keys(opts.group_by)
     by_model: dict[str, list[str]] = {}
     for model, seq in list_outputs(path):
-        by_model.setdefault(model, []).append(seq)
+        if select.keeps(model, seq):
+            by_model.setdefault(model, []).append(seq)
     for model, seqs in by_model.items():
         metas = {seq: _meta(path, model, seq) for seq in seqs}
-        keyed: dict[str, list[str]] = {}
+        masks = {seq: select.checkpoint_mask(model, metas[seq][0].checkpoints) for seq in seqs}
+        labels = {seq: _label(metas[seq][0], metas[seq][1], np.asarray(metas[seq][0].done, bool) & masks[seq])
+                  for seq in seqs}
+        keyed: dict[tuple[tuple[str, str], ...], list[str]] = {}
         for seq in seqs:
             attrs = metas[seq][0].attrs
-            key = {"none": seq, "property": str(attrs.get("property", "")),
-                   "image": str(attrs.get("image", seq))}[opts.group_by]
+            values = {"property": str(attrs.get("property", "")), "image": str(attrs.get("image", seq)),
+                      "label": labels[seq]}
+            if not keys:
+                key: tuple[tuple[str, str], ...] = (("sequence", seq),)
+            else:  # an image's properties have different grids: image groups are image x property
+                used = [k for k in GROUP_KEYS if k in keys or (k == "property" and "image" in keys)]
+                key = tuple((k, values[k]) for k in used)
             keyed.setdefault(key, []).append(seq)
         for key, members in keyed.items():
-            yield _make_group(path, model, key, members, metas, opts)
+            parts = {} if not keys else dict(key)
+            yield _make_group(path, model, parts, members, metas, masks, [labels[s] for s in members], opts)
 
 
-def _make_group(path: Path, model: str, key: str, members: list[str],
-                metas: dict[str, tuple[OutputsBlock, np.ndarray]], opts: ScoreOptions) -> Group:
+def _make_group(path: Path, model: str, parts: dict[str, str], members: list[str],
+                metas: dict[str, tuple[OutputsBlock, np.ndarray]], masks: dict[str, np.ndarray],
+                labels: list[str], opts: ScoreOptions) -> Group:
+    key = ",".join(f"{k}={v}" for k, v in parts.items())
     first = metas[members[0]][0]
     values = _grid_of(path, model, members[0])
     for seq in members[1:]:
@@ -180,9 +208,12 @@ def _make_group(path: Path, model: str, key: str, members: list[str],
         if grid.shape != values.shape or not np.array_equal(grid, values):
             raise DataError(f"{path}: model {model!r}, group {key!r}: sequences {members[0]!r} and {seq!r} have "
                             "different property grids (values); a mean curve needs one grid per group")
-    done = np.stack([np.asarray(metas[s][0].done, bool) for s in members])
-    group = Group(model, key if opts.group_by != "none" else "", opts.group_by, members, list(first.checkpoints),
-                  done, list(first.classes), values, [dict(metas[s][0].attrs) for s in members])
+    mask = masks[members[0]]
+    done = np.stack([np.asarray(metas[s][0].done, bool) & mask for s in members])
+    index = np.where(mask, np.cumsum(mask) - 1, -1).astype(np.int64)
+    group = Group(model, key, opts.group_by, members, list(first.checkpoints), done, list(first.classes), values,
+                  [dict(metas[s][0].attrs) for s in members], index=index, parts=parts, labels=labels,
+                  output_kind=first.output_kind)
     group.binary = len(group.classes) == 2 and first.output_kind == "probabilities"
     if opts.all_classes:
         return group

@@ -2,24 +2,52 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from epg_core._permutation import permutation_test, use_precision
+from epg_core._score_options import ScoreOptions
 from epg_core._stats import flips, pearson
-
-if TYPE_CHECKING:
-    from epg_core._scoring import ScoreOptions
-    from epg_core._scoring_groups import Curve
 
 # The ``output`` of a row that scores whole output vectors (``all_classes``).
 ALL_CLASSES = "all classes"
 SCORE_COLUMNS = (
-    "model", "checkpoint", "checkpoint_index", "sequence", "property", "image", "aggregate", "n_curves",
-    "n_significant", "output", "epg", "epg_sd", "pvalue", "qvalue", "significant", "flips", "pearson", "zscore",
-    "ratio", "n_steps", "n_permutations", "alternative", "seed", "spacing", "correction", "note",
+    "model", "checkpoint", "checkpoint_index", "sequence", "property", "image", "label", "aggregate", "n_curves",
+    "n_significant", "output", "epg", "epg_sd", "effect", "pvalue", "qvalue", "significant", "negligible",
+    "verdict", "flips", "pearson", "zscore", "ratio", "n_steps", "n_permutations", "n_used", "alternative", "seed",
+    "spacing", "min_effect", "correction", "note",
 )
+#: Default ``min_effect`` per output kind: an effect below it is negligible (logits have no common scale: off).
+DEFAULT_MIN_EFFECT = {"probabilities": 0.01, "cosine": 0.01, "logits": 0.0}
+VERDICTS = ("significant", "negligible", "not significant", "not tested")
+
+
+def effect_size(y: np.ndarray) -> np.ndarray:
+    """The effect of each curve ``[..., N]`` (or output vector curve ``[..., N, C]``): max - min of the output
+    along the steps (for vectors, the largest over the outputs), in the output's own unit."""
+    span = np.max(y, axis=-2 if y.ndim >= 3 else -1) - np.min(y, axis=-2 if y.ndim >= 3 else -1)
+    return span.max(axis=-1) if y.ndim >= 3 else span
+
+
+def verdict_of(significant: bool, negligible: bool, tested: bool) -> str:
+    """One word for a row: not tested (an aggregate without a test of its own), not significant, negligible
+    (significant, but the output moves less than ``min_effect``) or significant."""
+    if not tested:
+        return "not tested"
+    if not significant:
+        return "not significant"
+    return "negligible" if negligible else "significant"
+
+
+@dataclass
+class Curve:
+    """One curve waiting to be tested, with the row it will become."""
+
+    y: np.ndarray
+    grid: np.ndarray | None
+    row: dict[str, Any]
 
 
 def base_row(model: str, checkpoint: str, index: int, sequence: str, prop: str, image: str, aggregate: str,
@@ -39,13 +67,16 @@ def score_batch(batch: list[Curve], opts: ScoreOptions) -> list[dict[str, Any]]:
     vector = y.ndim == 3
     res = permutation_test(y, grid, n_permutations=opts.n_permutations, alternative=opts.alternative,
                            seed=opts.seed, alpha=opts.alpha, class_axis=-1 if vector else None,
-                           precision=opts.precision)
+                           precision=opts.precision, method=opts.method, risk=opts.risk)
     with use_precision(opts.precision):
         rho = np.full(len(batch), np.nan) if vector else np.asarray(pearson(y, grid), np.float64)
     assert res.zscore is not None and res.ratio is not None
-    return [{**c.row, "epg": float(res.statistic[i]), "epg_sd": float("nan"), "pvalue": float(res.pvalue[i]),
+    effect = effect_size(y)
+    return [{**c.row, "epg": float(res.statistic[i]), "epg_sd": float("nan"), "effect": float(effect[i]),
+             "pvalue": float(res.pvalue[i]),
              "pearson": float(rho[i]), "zscore": float(res.zscore[i]), "ratio": float(res.ratio[i]),
-             "n_permutations": int(res.n_permutations), "n_significant": 0}
+             "n_permutations": int(res.n_permutations), "n_significant": 0,
+             "n_used": int(res.n_used[i]) if res.n_used is not None else int(res.n_permutations)}
             for i, c in enumerate(batch)]
 
 
@@ -68,10 +99,11 @@ def aggregate_rows(rows: list[dict[str, Any]], opts: ScoreOptions) -> list[dict[
         epgs = np.array([r["epg"] for r in members])
         ref = means[key]
         out.append({**ref, "aggregate": "mean_epg", "n_curves": len(members), "epg": float(epgs.mean()),
-                    "epg_sd": float(epgs.std(ddof=1)) if len(epgs) > 1 else 0.0, "pvalue": float("nan"),
+                    "epg_sd": float(epgs.std(ddof=1)) if len(epgs) > 1 else 0.0,
+                    "effect": float(np.mean([r["effect"] for r in members])), "pvalue": float("nan"),
                     "flips": int(sum(r["flips"] for r in members)), "pearson": float("nan"),
                     "zscore": float("nan"), "ratio": _nanmean([r["ratio"] for r in members]),
-                    "n_permutations": 0})
+                    "n_permutations": 0, "n_used": 0})
     return out
 
 

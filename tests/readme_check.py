@@ -70,7 +70,7 @@ def write() -> None:
     """Rerun the demo and the walkthrough; replace the printed blocks in README.md with what they print now."""
     text = README.read_text()
     with tempfile.TemporaryDirectory() as tmp:
-        demo = regenerate(run_demo(Path(tmp)), "significant", "reproduces the paper's")
+        demo = regenerate(run_demo(Path(tmp)), "verdict ", "reproduces the paper's")
         score = regenerate(run_walkthrough(Path(tmp)), "scores: outputs.scores.csv", "every row")
     for name, body in (("demo", demo), ("walkthrough-score", score)):
         old = blocks(text)[name]

@@ -61,15 +61,31 @@ def test_verdict_rows_are_the_mean_curve_rows_at_the_last_checkpoint(study: tupl
 def test_verdict_table_decision_first_only_varying_columns_no_nan(grouped: dict[str, Any]) -> None:
     page = grouped["index"].read_text()
     headers, cells = _table(page)
-    assert headers[0] == "significant" and {"EPG", "p", "property", "model"} <= set(headers)
+    assert headers[0] == "verdict" and {"EPG", "effect", "p", "property", "model"} <= set(headers)
     assert "checkpoint" not in headers and "class" not in headers  # the same on every row: in the caption
     assert "Same on every row: checkpoint ep3 · class cat" in page
     assert len(cells) == 4 and all(len(c) == len(headers) for c in cells)
     first = {(c[headers.index("property")], c[headers.index("model")]): c[0] for c in cells}
-    assert first[("background", "biased")] == "yes" and first[("hue", "unbiased")] == "no"
+    assert first[("background", "biased")] == "significant" and first[("hue", "unbiased")] == "not significant"
     assert not re.search(r"\bnan\b", page, re.I)
     summary = re.search(r"<p class='summary'>(.*?)</p>", page)
     assert summary and "1 of 4 property × model mean curves is significant" in summary.group(1)
+
+
+def test_summary_flips_use_the_table_columns_words(grouped: dict[str, Any]) -> None:
+    """The verdict sentence names flips with the table's own columns (flips of the tested mean curve, and flips
+    on all images), so it never says "1 flip" where the table's flips column says 0."""
+    page = grouped["index"].read_text()
+    headers, cells = _table(page)
+    summary = re.search(r"<p class='summary'>(.*?)</p>", page)
+    assert summary
+    for c in cells:
+        if c[0] != "significant":
+            continue
+        key = f"{c[headers.index('property')]} × {c[headers.index('model')]}"
+        flips, all_images = c[headers.index("flips")], c[headers.index("flips (all images)")]
+        assert f"{key} (EPG" in summary.group(1)
+        assert f"flips {flips}, flips (all images) {all_images})" in summary.group(1)
 
 
 def test_null_distributions_agree_with_the_table(grouped: dict[str, Any]) -> None:
@@ -149,8 +165,8 @@ def test_ungrouped_fdr_all_classes_values_spacing(study: tuple[Path, list[Path]]
     assert len(res["verdicts"]) == len(MODELS) * len(PROPERTIES) * len(IMAGES)
     assert all(c.agrees for c in res["null_checks"]) and len(res["null_checks"]) == len(res["verdicts"])
     headers, cells = _table(res["index"].read_text())
-    assert headers[:2] == ["significant", "property"] and "sequence" in headers
-    assert all(re.fullmatch(r"(yes|no) \(q = [0-9.e-]+\)", c[0]) for c in cells)
+    assert headers[:2] == ["verdict", "property"] and "sequence" in headers
+    assert all(re.fullmatch(r"(significant|negligible|not significant) \(q = [0-9.e-]+\)", c[0]) for c in cells)
     assert sequence_name("background", IMAGES[0]) in res["index"].read_text()
 
 
@@ -169,7 +185,7 @@ def test_report_command(study: tuple[Path, list[Path]], tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["report", str(outputs), "-i", str(bg), "--interventions", str(hue), "-o", str(out),
                                    "--checkpoints", "ep1,ep3", "--group-by", "property", "-k", str(K), "-q"])
     assert res.exit_code == 0, res.output
-    assert "1 of 4 verdict rows significant" in res.output and f"report: {out / 'index.html'}" in res.output
+    assert "1 of 4 verdict rows significant (0 more negligible)" in res.output and f"report: {out / 'index.html'}" in res.output
     assert len(list(out.glob("strip_*.png"))) == 4 and len(list(out.glob("null_*.png"))) == 4
     res = CliRunner().invoke(cli, ["report", str(outputs), "-o", str(tmp_path / "x"), "--checkpoints", "ep9", "-q"])
     assert res.exit_code == 2 and "ep9" in res.output

@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 
 import epg_core as E
-from epg_core import DataError, FlipTaskResult, UsageError
-from epg_core._errors import MissingFileError
+from epg_core import DataError, FlipTaskResult, MissingFileError, UsageError
 
 from ._names import METHOD_NAMES
 from ._store import Attribution, check_attributions_target, list_attributions, read_attributions

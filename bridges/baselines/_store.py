@@ -24,8 +24,7 @@ import h5py
 import numpy as np
 
 import epg_core as E
-from epg_core import DataError, UsageError
-from epg_core._errors import MissingFileError
+from epg_core import DataError, MissingFileError, UsageError
 
 __all__ = ["ATTRIBUTIONS_FORMAT", "ATTRIBUTIONS_VERSION", "Attribution", "AttributionKey", "read_attributions",
            "list_attributions", "write_attributions", "check_attributions_target", "read_run_record",

@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from epg_core import DataError, InterventionSequence
-from epg_core._errors import MissingFileError
+from epg_core import DataError, InterventionSequence, MissingFileError
 
 from .._images import IMAGE_SUFFIXES, load_image, natural_key
 from .._progress import Counter, Progress

@@ -72,7 +72,7 @@ def _todo(path: Path, requests: Sequence[Request], append: bool) -> list[Request
     """The requests still to make; an existing file that is not this call's (without append) is refused."""
     if not path.exists():
         return list(requests)
-    from epg_core._guard import written_by_epg
+    from epg_core import written_by_epg
 
     if not written_by_epg(path, "interventions"):  # never added to nor replaced: epg did not write it (issue 17)
         raise UsageError(f"{path}: exists and is not an epg interventions file; choose another --out")

@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from epg_core import DataError, UsageError
-from epg_core._errors import MissingFileError
+from epg_core import DataError, MissingFileError, UsageError
 
 from ._synthetic import KINDS as DESIGNED_KINDS
 

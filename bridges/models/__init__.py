@@ -19,8 +19,8 @@ from ._checkpoints import natural_sorted as natural_sorted
 from ._inputs import InputSource as InputSource
 from ._inputs import collect_inputs as collect_inputs
 from ._predict import PredictResult as PredictResult
-from ._predict import RunOptions as RunOptions
 from ._predict import predict as predict
+from ._run_options import RunOptions as RunOptions
 from ._runner import DEFAULT_ATOL as DEFAULT_ATOL
 from ._runner import OUTPUT_KINDS as OUTPUT_KINDS
 from ._runner import OnnxRunner as OnnxRunner
@@ -89,13 +89,13 @@ from ._clip import prompt_block as prompt_block  # noqa: E402
 from ._clip import read_prompts as read_prompts  # noqa: E402
 from ._clip import text_path as text_path  # noqa: E402
 from ._predict import output_classes as output_classes  # noqa: E402
-from ._predict import run_preprocessing as run_preprocessing  # noqa: E402
 from ._preprocessing import PREPROCESSING_OPTIONS as PREPROCESSING_OPTIONS  # noqa: E402
 from ._preprocessing import contradictions as contradictions  # noqa: E402
 from ._preprocessing import preprocessing_from_hf as preprocessing_from_hf  # noqa: E402
 from ._preprocessing import read_classes_file as read_classes_file  # noqa: E402
 from ._preprocessing import resolve_classes as resolve_classes  # noqa: E402
 from ._preprocessing import resolve_preprocessing as resolve_preprocessing  # noqa: E402
+from ._run_options import run_preprocessing as run_preprocessing  # noqa: E402
 
 if TYPE_CHECKING:
     from ._clip import ClipExport as ClipExport

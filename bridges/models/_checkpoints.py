@@ -1,4 +1,5 @@
-"""Checkpoint lists (glob, list file, folder or explicit paths), natural order and short names; no torch needed.
+"""Checkpoints: lists (glob, list file, folder or explicit paths), natural order, short names, and the loaded
+:class:`Checkpoint` that every layout reader returns; no torch needed at import.
 
 A Hugging Face model folder (``config.json``) is one checkpoint; a folder of such folders (one per epoch,
 ``checkpoint-500``, ...) or of checkpoint files is a sweep over them.
@@ -9,15 +10,20 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from epg_core import UsageError
-from epg_core._errors import MissingFileError
+from epg_core import MissingFileError, UsageError
 
 from .._images import natural_key
+from ._spec import Preprocessing
 
-__all__ = ["ONNX_SUFFIXES", "LIST_SUFFIXES", "CHECKPOINT_SUFFIXES", "is_onnx_path", "is_hf_folder", "natural_sorted",
-           "find_checkpoints", "checkpoint_names"]
+if TYPE_CHECKING:  # this module stays importable without torch (the ``onnx`` extra)
+    import torch
+
+__all__ = ["Checkpoint", "ONNX_SUFFIXES", "LIST_SUFFIXES", "CHECKPOINT_SUFFIXES", "is_onnx_path", "is_hf_folder",
+           "natural_sorted", "find_checkpoints", "checkpoint_names"]
 
 ONNX_SUFFIXES = (".onnx",)
 LIST_SUFFIXES = (".txt", ".list", ".lst")
@@ -110,3 +116,24 @@ def checkpoint_names(paths: Sequence[Path]) -> list[str]:
     if len(set(names)) != len(names):
         names = [str(p.relative_to(common)).replace(os.sep, ":") for p in resolved]
     return names
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: tensors by name, architecture kwargs and what it says about running it.
+
+    ``paras``: the epg/paper architecture keyword arguments (an HF folder's config without version fields, so
+    a sweep can compare them); ``hyper_parameters``: Lightning's (filtered to
+    what the architecture accepts when it is built); ``config``: an HF folder's ``config.json``;
+    ``preprocessing`` and ``classes``: what the checkpoint carries (None: nothing); ``layout`` names the
+    layout it was read as.
+    """
+
+    path: Path
+    state_dict: dict[str, torch.Tensor]
+    paras: dict[str, Any] = field(default_factory=dict)
+    hyper_parameters: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] | None = None
+    preprocessing: Preprocessing | None = None
+    classes: list[str] | None = None
+    layout: str = "state_dict"

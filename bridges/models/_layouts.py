@@ -22,17 +22,17 @@ import re
 import warnings
 import zipfile
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import torch
 
-from epg_core import DataError, UsageError
-from epg_core._errors import MissingFileError
+from epg_core import DataError, MissingFileError, UsageError
 
+from ._checkpoints import Checkpoint as Checkpoint
 from ._checkpoints import is_hf_folder, is_onnx_path
 from ._preprocessing import Notice, default_notice, read_hf_preprocessing, read_json_object
+from ._sources import load_hf_state
 from ._spec import Preprocessing
 
 __all__ = ["Checkpoint", "EMA_KEYS", "STATE_KEYS", "load_checkpoint", "match_state"]
@@ -43,27 +43,6 @@ _HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_mod
                "pytorch_model.bin.index.json")
 _HF_VOLATILE = ("transformers_version", "torch_dtype", "dtype")  # may differ between epochs of one run
 _SAFE_GLOBALS = [argparse.Namespace]  # timm training checkpoints store their arguments as a Namespace
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """A loaded checkpoint: tensors by name, architecture kwargs and what it says about running it.
-
-    ``paras``: the epg/paper architecture keyword arguments (an HF folder's config without version fields, so
-    a sweep can compare them); ``hyper_parameters``: Lightning's (filtered to
-    what the architecture accepts when it is built); ``config``: an HF folder's ``config.json``;
-    ``preprocessing`` and ``classes``: what the checkpoint carries (None: nothing); ``layout`` names the
-    layout it was read as.
-    """
-
-    path: Path
-    state_dict: dict[str, torch.Tensor]
-    paras: dict[str, Any] = field(default_factory=dict)
-    hyper_parameters: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] | None = None
-    preprocessing: Preprocessing | None = None
-    classes: list[str] | None = None
-    layout: str = "state_dict"
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, no_ema: bool = False, notice: Notice | None = None) -> Checkpoint:
@@ -266,9 +245,7 @@ def _load_hf_folder(folder: Path, say: Notice) -> Checkpoint:
     config = read_json_object(folder / "config.json", "model config", _first_line)
     if not any((folder / n).is_file() for n in _HF_WEIGHTS):
         raise DataError(f"{folder}: no weights ({' or '.join(_HF_WEIGHTS)})")
-    from ._sources import load_hf_state  # transformers renames some tensors on load: let it, then check strictly
-
-    state = load_hf_state(folder, config)
+    state = load_hf_state(folder, config)  # transformers renames some tensors on load: let it, then check strictly
     labels = config.get("id2label")
     classes = None
     if isinstance(labels, dict) and labels:

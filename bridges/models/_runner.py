@@ -12,8 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from epg_core import DataError, UsageError
-from epg_core._errors import MissingFileError
+from epg_core import DataError, MissingFileError, UsageError
 
 __all__ = [
     "DEFAULT_ATOL",

@@ -18,8 +18,8 @@ from torch import nn
 from epg_core import UsageError
 
 from ._architectures import Checkpoint, architecture_kwargs, build_model, load_checkpoint
-from ._predict import RunOptions, run_preprocessing
 from ._preprocessing import Notice
+from ._run_options import RunOptions, run_preprocessing
 from ._sources import arch_kind, fallback_preprocessing, model_preprocessing
 from ._spec import Preprocessing
 

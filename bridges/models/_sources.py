@@ -27,7 +27,7 @@ from torch import nn
 
 from epg_core import DataError, UsageError
 
-from ._layouts import Checkpoint
+from ._checkpoints import Checkpoint
 from ._preprocessing import Notice, default_notice
 from ._spec import Preprocessing
 

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 import epg_core as E
 from epg_core import DataError, OutputsBlock, UsageError
@@ -33,14 +32,16 @@ from epg_core import DataError, OutputsBlock, UsageError
 from .._images import natural_key
 from .._progress import Counter, Progress
 from ..executors import ExecutorOptions
-from ._architectures import Checkpoint, load_checkpoint, load_weights
+from ._architectures import load_checkpoint, load_weights
 from ._checkpoints import checkpoint_names, find_checkpoints, is_onnx_path
 from ._export import export_model, torch_outputs, verify_export
 from ._inputs import InputSource, collect_inputs
-from ._predict import RunOptions, n_outputs, provenance, text_matrix
+from ._predict import n_outputs, provenance, text_matrix
 from ._preprocessing import resolve_classes
-from ._runner import OnnxRunner, parity_tolerance, select_provider
+from ._run_options import RunOptions
+from ._runner import OnnxRunner, select_provider
 from ._setup import load_for_run
+from ._sweep_store import check_same_paras, check_swap, store_checkpoint
 from ._weight_swap import WeightSwapper
 
 __all__ = ["SweepResult", "sweep", "input_sources"]
@@ -280,65 +281,16 @@ def sweep(
         if name not in plan.missing:
             continue
         ckpt = first if index == 0 else load_checkpoint(paths[index], no_ema=opts.no_ema)
-        _check_same_paras(ckpt, first)
+        check_same_paras(ckpt, first)
         load_weights(model, ckpt.state_dict, ckpt.path)
         runner = OnnxRunner(swapper.model_bytes(model.state_dict()), output_kind=opts.output_kind,
                             text_embeddings=text, threads=opts.threads, batch_size=opts.batch_size,
                             provider=provider)
         if check_diff is None:
-            check_diff = _check_swap(runner, model, prepared, opts.batch_size, opts.atol, ckpt.path, opts.threads)
+            check_diff = check_swap(runner, model, prepared, opts.batch_size, opts.atol, ckpt.path, opts.threads)
         rows = {s: runner.outputs(prepared[s]) for s in plan.missing[name]}
         store_checkpoint(out, model_name, name, rows)
         computed.append(index)
         counter.add()
     return SweepResult(out, model_name, names, computed, skipped, provider, time.perf_counter() - start,
                        check_diff, list(seqs))
-
-
-def store_checkpoint(out: Path, model: str, name: str, rows: Mapping[str, np.ndarray], *,
-                     fold: bool = True) -> list[Path]:
-    """Store checkpoint ``name``'s rows where it sits in each block *now*, all under the outputs file's lock.
-
-    A concurrent sweep of the same model with another checkpoint list may regrow the blocks after this run
-    planned them, so the row of ``name`` is looked up by name in the blocks as they are when the rows are
-    written. ``fold``: into the file at once (the local loop); else as shards for the driver to fold (workers).
-    Returns the shards written (empty when folded).
-    """
-    shards: list[Path] = []
-    with E.file_lock(out):
-        lists = E.list_checkpoints(out, model, list(rows))  # attributes only: cheap at any file size
-        by_index: dict[int, dict[str, np.ndarray]] = {}
-        for seq, data in rows.items():
-            names = lists.get(seq, [])
-            if name not in names:
-                raise DataError(f"{out}: {model}/{seq} no longer lists checkpoint {name!r} (replaced by another "
-                                "run meanwhile); run the sweep again")
-            by_index.setdefault(names.index(name), {})[seq] = data
-        for index, part in by_index.items():
-            if fold:
-                E.set_checkpoint_outputs(out, model, index, part)
-            else:
-                shards.append(E.write_shard(out, model, index, part))
-    return shards
-
-
-def _check_same_paras(ckpt: Checkpoint, first: Checkpoint) -> None:
-    if ckpt.paras and first.paras and ckpt.paras != first.paras:
-        raise DataError(f"{ckpt.path}: wrong architecture: paras {ckpt.paras} differ from {first.path.name}'s "
-                        f"{first.paras}")
-
-
-def _check_swap(
-    runner: OnnxRunner, model: nn.Module, prepared: Mapping[str, np.ndarray], batch_size: int, atol: float,
-    path: Path, threads: int,
-) -> float:
-    """Compare the first swapped checkpoint's ORT outputs with torch eager on real inputs."""
-    x = np.concatenate(list(prepared.values()))[:max(batch_size, 1)]
-    ort_raw = np.asarray(runner.raw(x), np.float32).reshape(len(x), -1)
-    ref = torch_outputs(model, x, threads=threads)
-    diff = float(np.max(np.abs(ort_raw - ref))) if ref.size else 0.0
-    tolerance = parity_tolerance(atol, ref)
-    if not np.isfinite(diff) or diff > tolerance:
-        raise DataError(f"{path}: swapped ONNX weights disagree with torch eager by {diff:.3g} (> {tolerance:.3g}: "
-                        f"atol {atol:g} x the output scale); refusing to sweep")
-    return diff

@@ -30,6 +30,7 @@ from .._progress import Counter
 from ..executors import ExecutorOptions, check_visible, run_items
 from ._architectures import Checkpoint, load_checkpoint, load_weights
 from ._runner import OnnxRunner, select_provider
+from ._sweep_store import check_same_paras, check_swap, store_checkpoint
 from ._weight_swap import WeightSwapper
 
 __all__ = ["SweepJob", "SweepItem", "SweepDone", "SweepWorker", "run_sweep_items"]
@@ -86,19 +87,17 @@ class SweepWorker:
         self.checked = False
 
     def __call__(self, item: SweepItem) -> SweepDone:
-        from ._sweep import _check_same_paras, _check_swap, store_checkpoint
-
         job = self.job
         model = job.swapper.model
         ckpt = load_checkpoint(job.paths[item.index], no_ema=job.no_ema)
-        _check_same_paras(ckpt, job.first)
+        check_same_paras(ckpt, job.first)
         load_weights(model, ckpt.state_dict, ckpt.path)
         runner = OnnxRunner(job.swapper.model_bytes(model.state_dict()), output_kind=job.output_kind,
                             text_embeddings=job.text, threads=job.threads, batch_size=job.batch_size,
                             provider=self.provider)
         diff = None
         if not self.checked:
-            diff = _check_swap(runner, model, job.prepared, job.batch_size, job.atol, ckpt.path, job.threads)
+            diff = check_swap(runner, model, job.prepared, job.batch_size, job.atol, ckpt.path, job.threads)
             self.checked = True
         rows = {s: runner.outputs(job.prepared[s]) for s in item.sequences}
         shards = store_checkpoint(job.out, job.model_name, item.name, rows, fold=False)

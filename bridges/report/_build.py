@@ -89,6 +89,7 @@ def build_report(
     max_null_plots: int | None = None,
     baselines: Any | None = None,
     progress: Callable[[str], None] | None = None,
+    select: E.Selection | None = None,
 ) -> dict[str, Any]:
     """Write the figures and ``index.html`` of an outputs file into ``out_dir``; return their paths.
 
@@ -98,12 +99,13 @@ def build_report(
     here); every drawn null distribution is re-run and its p-value checked against them (``null_checks``).
     ``baselines``: an ``epg_bridges.baselines.baselines_report(...)``: adds the flip task (EPG against local
     explanations, ROC curves) and the explanations of the original and the intervened image (paper Fig. 18).
+    ``select``: the models, checkpoints and sequences to report (a study's current contents; default all).
     """
     opts = _options(options, max_null_plots)
     say = progress or (lambda _m: None)
-    rows = rows if rows is not None else E.score_outputs(outputs_path, opts.score)
+    rows = rows if rows is not None else E.score_outputs(outputs_path, opts.score, select=select)
     units, where = _index_interventions(_intervention_files(interventions, interventions_path))
-    study = load_study(outputs_path, rows, opts, units)
+    study = load_study(outputs_path, rows, opts, units, select)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figs = Figures()
@@ -121,7 +123,7 @@ def build_report(
             figs.over_checkpoints.append(path)
     if figs.over_checkpoints:
         figs.epg_vs_flips = plot_epg_vs_flips(study, out)
-    figs.clip = plot_clip_prompts(outputs_path, out, units)  # CLIP blocks only (paper Fig. 8)
+    figs.clip = plot_clip_prompts(outputs_path, out, units, select)  # CLIP blocks only (paper Fig. 8)
     if baselines is not None:  # local baselines and the flip task
         say("local explanations")
         figs.baselines_html = baselines_section(plot_baselines(baselines, out, where=where))

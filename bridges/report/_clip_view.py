@@ -7,6 +7,7 @@ mean over the class's prompts of the cosine); the band shows how much the prompt
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,13 +45,19 @@ def _last_done(block: E.OutputsBlock) -> int | None:
 
 
 def plot_clip_prompts(outputs_path: str | os.PathLike[str], out_dir: Path,
-                      units: Mapping[str, str] | None = None) -> list[Path]:
-    """One figure per CLIP block (model x sequence) of the outputs file; none when no block has prompt outputs."""
+                      units: Mapping[str, str] | None = None, select: E.Selection | None = None) -> list[Path]:
+    """One figure per CLIP block (model x sequence) of the outputs file (within ``select``); none when no block
+    has prompt outputs."""
     paths: list[Path] = []
+    select = select or E.Selection()
     for model, sequence in E.list_outputs(outputs_path):
         if len(paths) >= MAX_CLIP_FIGURES:
             break
+        if not select.keeps(model, sequence):
+            continue
         (block,) = E.read_outputs(outputs_path, model, sequence)
+        mask = select.checkpoint_mask(model, block.checkpoints)
+        block = dataclasses.replace(block, done=np.asarray(block.done, bool) & mask)
         checkpoint = _last_done(block)
         if block.prompt_outputs is None or checkpoint is None:
             continue

@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
 from ._common import DASH, fmt_num, fmt_p, model_color, plot_name, save
-from ._study import ALL_CLASSES, Study, Track, Verdict
+from ._study import ALL_CLASSES, Study, Track, Verdict, group_parts
 
 __all__ = ["x_axis", "plot_behaviour", "plot_sequences", "ylabel"]
 
@@ -73,11 +73,35 @@ def _common_checkpoint(members: list[Track], verdict: Verdict | None) -> int | N
 
 def _legend_label(model: str, n: int, verdict: Verdict | None, checkpoint: str) -> str:
     label = f"{model} [{checkpoint}]" if checkpoint else model
+    parts = group_parts(verdict.label) if verdict is not None and verdict.by != "none" else {}
+    if "label" in parts:
+        label += f" · {parts['label']} images"
     label += f" (mean of {n})" if n > 1 else ""
     if verdict is not None and verdict.by != "none":
-        mark = "significant" if verdict.row["significant"] else "n.s."
+        mark = verdict.row.get("verdict") or ("significant" if verdict.row["significant"] else "n.s.")
+        mark = "n.s." if mark == "not significant" else mark
         label += f": EPG {fmt_num(verdict.row['epg'])}, p {fmt_p(verdict.row['pvalue'])}, {mark}"
     return label
+
+
+LABEL_STYLES = ("-", "--", ":", "-.")
+
+
+def _behaviour_groups(study: Study, section: str, panel: str, tracks: list[Track], all_classes: bool
+                      ) -> list[tuple[str, Verdict | None, list[Track], str]]:
+    """(model, verdict, member tracks, line style) per mean curve of the panel: one per model, or one per model
+    and label when the verdicts group by label (images of different labels are never averaged together)."""
+    groups: list[tuple[str, Verdict | None, list[Track], str]] = []
+    for model in study.models:
+        members = [t for t in tracks if t.model == model and (t.model == panel if all_classes else t.output == panel)]
+        verdicts = [v for v in study.verdicts if v.by != "none" and v.model == model and v.section == section]
+        if len(verdicts) <= 1:
+            groups.append((model, verdicts[0] if verdicts else None, members, "-"))
+            continue
+        for i, v in enumerate(verdicts):
+            groups.append((model, v, [t for t in members if t.sequence in v.members],
+                           LABEL_STYLES[i % len(LABEL_STYLES)]))
+    return groups
 
 
 def plot_behaviour(study: Study, section: str, out_dir: Path) -> list[Path]:
@@ -96,13 +120,11 @@ def plot_behaviour(study: Study, section: str, out_dir: Path) -> list[Path]:
 def _behaviour_panel(study: Study, section: str, panel: str, tracks: list[Track], all_classes: bool,
                      out_dir: Path) -> Path | None:
     xs, xlabel = x_axis(tracks, section)
-    verdicts = {(v.model, v.section): v for v in study.verdicts if v.by != "none"}
+    labelled = any("label" in v.by.split(",") for v in study.verdicts)
     fig, ax = plt.subplots(figsize=(5.0, 3.3))
     ref: Track | None = None
     ck_name = ""
-    for model in study.models:
-        members = [t for t in tracks if t.model == model and (t.model == panel if all_classes else t.output == panel)]
-        verdict = verdicts.get((model, section))
+    for model, verdict, members, style in _behaviour_groups(study, section, panel, tracks, all_classes):
         ck = _common_checkpoint(members, verdict) if members else None
         if ck is None:
             continue
@@ -115,10 +137,11 @@ def _behaviour_panel(study: Study, section: str, panel: str, tracks: list[Track]
         for j, c in enumerate(cols):
             col = color if not all_classes else f"C{j}"
             name = _legend_label(model, len(members), verdict, ck_name) if not all_classes else ref.classes[c]
-            ax.plot(xs, mean[:, c], color=col, lw=1.8, label=name, zorder=3)
+            ax.plot(xs, mean[:, c], color=col, lw=1.8, ls=style, label=name, zorder=3)
             if len(members) > 1:
-                ax.fill_between(xs, full[:, :, c].min(axis=0), full[:, :, c].max(axis=0), color=col,
-                                alpha=0.18, lw=0, zorder=2)
+                low, high = ((np.percentile(full[:, :, c], 25, axis=0), np.percentile(full[:, :, c], 75, axis=0))
+                             if labelled else (full[:, :, c].min(axis=0), full[:, :, c].max(axis=0)))
+                ax.fill_between(xs, low, high, color=col, alpha=0.18, lw=0, zorder=2)
         _decision(ax, ref, xs, np.argmax(mean, axis=-1), color)
         flip_x = _flip_x(xs, np.argmax(mean, axis=-1))
         if len(flip_x) and not all_classes:
@@ -135,7 +158,8 @@ def _behaviour_panel(study: Study, section: str, panel: str, tracks: list[Track]
     else:
         title = section
         key = "dashed: threshold 0.5 · ▼: flip" if ref.binary else "dotted/▼: class changes"
-    ax.set_title(f"{title}\nline: mean · band: min–max over images · {key}", fontsize=8.5)
+    band = "IQR per label" if labelled else "min–max over images"
+    ax.set_title(f"{title}\nline: mean · band: {band} · {key}", fontsize=8.5)
     ax.legend(fontsize=6.5, loc="best", framealpha=0.85)
     fig.tight_layout()
     return save(fig, out_dir / plot_name("curves", section, panel))
@@ -168,7 +192,8 @@ def _cell(ax: Axes, study: Study, track: Track, xs: np.ndarray, color: str) -> N
         ax.plot(flip_x, np.interp(flip_x, xs, track.curves[last][:, 0]), "v", color="crimson", ms=5, zorder=4)
     row = study.row_at(track.model, track.sequence, last)
     if row is not None:
-        mark = "✓" if row["significant"] else "✗"
+        negligible = row.get("verdict") == "negligible"
+        mark = "✓ negligible effect" if negligible else ("✓" if row["significant"] else "✗")
         ax.text(0.02, 0.03, f"EPG {fmt_num(row['epg'])} · p {fmt_p(row['pvalue'])} {mark}", transform=ax.transAxes,
                 fontsize=6.5, color="0.15", bbox={"facecolor": "white", "alpha": 0.75, "lw": 0, "pad": 1})
     _style(ax, track)

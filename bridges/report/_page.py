@@ -30,6 +30,7 @@ th,td{border:1px solid #d6d6d6;padding:3px 8px;text-align:left;white-space:nowra
 th{background:#f0f0f0;font-weight:600}
 tr.sig td:first-child{color:#0a6e31;font-weight:700;background:#e8f5ec}
 tr.ns td:first-child{color:#777}
+tr.neg td:first-child{color:#8a5a00;font-style:italic;background:#fdf4e3}
 .tablewrap{overflow-x:auto}
 .grid{display:grid;gap:10px;align-items:start}
 .g2{grid-template-columns:repeat(auto-fill,minmax(520px,1fr))}

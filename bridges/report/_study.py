@@ -9,7 +9,8 @@ the scores table names in its ``output`` column: nothing is re-derived here.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,14 +136,23 @@ def _verdicts(rows: list[dict[str, Any]], sections: dict[tuple[str, str], str]) 
         if level == "none":
             by, key, members = "none", label, [label]
         else:
-            by, _, key = label.partition("=")
+            parts = group_parts(label)
+            by, key = ",".join(parts), " · ".join(parts.values())
             members = list(dict.fromkeys(r["sequence"] for r in rows if r["aggregate"] == "none"
-                                         and r["model"] == model and str(r.get(by, "")) == key))
+                                         and r["model"] == model
+                                         and all(str(r.get(k, "")) == v for k, v in parts.items())))
         secs = {sections.get((model, s), s) for s in members}
         section = secs.pop() if len(secs) == 1 else f"{by} {key}"
         out.append(Verdict(model, label, by, key, section, members, row, history,
                            means.get((model, label, row["checkpoint_index"]))))
     return out
+
+
+def group_parts(name: str) -> dict[str, str]:
+    """The keys of a group row's ``sequence`` name: "property=background,label=cat" -> {property: background,
+    label: cat} (a value may itself hold commas or '=')."""
+    pieces = re.split(r",(?=(?:property|image|label)=)", name)
+    return dict(p.split("=", 1) for p in pieces if "=" in p)
 
 
 def _shown(track_classes: list[str], output: str, full_last: np.ndarray | None) -> list[int]:
@@ -153,16 +163,28 @@ def _shown(track_classes: list[str], output: str, full_last: np.ndarray | None) 
     return sorted(int(i) for i in np.argsort(-full_last.max(axis=0))[:MAX_SHOWN_CLASSES])
 
 
+def _selected(block: E.OutputsBlock, select: E.Selection) -> E.OutputsBlock:
+    """The block restricted to the selected checkpoints (renumbered as the scores number them)."""
+    mask = select.checkpoint_mask(block.model, block.checkpoints)
+    if mask.all():
+        return block
+    keep = np.flatnonzero(mask)
+    prompts = None if block.prompt_outputs is None else block.prompt_outputs[keep]
+    return replace(block, outputs=block.outputs[keep], done=np.asarray(block.done)[keep],
+                   checkpoints=[block.checkpoints[i] for i in keep], prompt_outputs=prompts)
+
+
 def load_study(path: str | os.PathLike[str], rows: list[dict[str, Any]], options: ReportOptions,
-               interventions_units: dict[str, str] | None = None) -> Study:
-    """Read every block once (one at a time) and keep what the figures need; ``rows`` are the scores."""
+               interventions_units: dict[str, str] | None = None, select: E.Selection | None = None) -> Study:
+    """Read every selected block once (one at a time) and keep what the figures need; ``rows`` are the scores."""
     path = Path(path)
+    select = select or E.Selection()
     units = interventions_units or {}
     outputs_of: dict[tuple[str, str], str] = {}
     for r in rows:
         if r["aggregate"] == "none":
             outputs_of.setdefault((r["model"], r["sequence"]), r["output"])
-    pairs = E.list_outputs(path)
+    pairs = [(m, s) for m, s in E.list_outputs(path) if select.keeps(m, s)]
     metas: dict[tuple[str, str], E.OutputsBlock] = {}
     for model, seq in pairs:
         (meta,) = E.read_outputs(path, model, seq, checkpoints=slice(0, 0))
@@ -178,6 +200,7 @@ def load_study(path: str | os.PathLike[str], rows: list[dict[str, Any]], options
         if (model, seq) not in outputs_of:
             continue  # nothing finished: nothing scored, nothing to draw
         (block,) = E.read_outputs(path, model, seq)
+        block = _selected(block, select)
         done = np.asarray(block.done, bool)
         chosen = _chosen(options.checkpoints, block.checkpoints, done, f"{path}: model {model!r}")
         last = int(np.flatnonzero(done)[-1])

@@ -21,23 +21,38 @@ def _blank(text: str) -> bool:
 
 
 def decision_text(row: dict[str, Any]) -> str:
-    """"yes"/"no", with the q-value when the decision was made on FDR-corrected values."""
-    word = "yes" if row["significant"] else "no"
+    """The row's verdict (significant, negligible: significant but the output barely moves, not significant),
+    with the q-value when the decision was made on FDR-corrected values."""
+    word = str(row.get("verdict") or ("significant" if row["significant"] else "not significant"))
     return f"{word} (q = {fmt_p(row['qvalue'])})" if row.get("correction") == "bh" else word
+
+
+def row_class(row: dict[str, Any]) -> str:
+    """CSS class of a table row: sig, neg (negligible effect) or ns."""
+    if row.get("verdict") == "negligible":
+        return "neg"
+    return "sig" if row["significant"] else "ns"
+
+
+def flips_text(v: Verdict) -> str:
+    """The flips of a verdict in the table's own words: the ``flips`` column (of the curve the verdict tests)
+    and, for a group, the ``flips (all images)`` column."""
+    text = f"flips {int(v.row['flips'])}"
+    return text + (f", flips (all images) {int(v.mean_epg['flips'])}" if v.mean_epg else "")
 
 
 def _ident(study: Study) -> tuple[str, Cell]:
     by = study.verdicts[0].by if study.verdicts else "none"
     if by == "none":
         return "sequence", lambda v: v.key
-    return by, lambda v: v.key
+    return by.replace(",", " · "), lambda v: v.key
 
 
 def _columns(study: Study) -> list[tuple[str, Cell, bool]]:
     """(header, cell, always shown) in display order: the decision first."""
     head, ident = _ident(study)
     grouped = bool(study.verdicts) and study.verdicts[0].by != "none"
-    cols: list[tuple[str, Cell, bool]] = [("significant", lambda v: decision_text(v.row), True)]
+    cols: list[tuple[str, Cell, bool]] = [("verdict", lambda v: decision_text(v.row), True)]
     if not grouped:
         cols.append(("property", lambda v: v.section if v.section != v.key else DASH, False))
     cols += [(head, ident, True), ("model", lambda v: v.model, False),
@@ -45,7 +60,9 @@ def _columns(study: Study) -> list[tuple[str, Cell, bool]]:
              ("class", lambda v: str(v.row["output"]), False)]
     if grouped:
         cols.append(("images", lambda v: str(v.row["n_curves"]), False))
-    cols += [("EPG", lambda v: fmt_num(v.row["epg"]), True), ("p", lambda v: fmt_p(v.row["pvalue"]), True),
+    cols += [("EPG", lambda v: fmt_num(v.row["epg"]), True),
+             ("effect", lambda v: fmt_num(v.row["effect"]) if "effect" in v.row else DASH, True),
+             ("p", lambda v: fmt_p(v.row["pvalue"]), True),
              ("flips", lambda v: str(v.row["flips"]), False),
              ("z", lambda v: fmt_num(v.row["zscore"], 3), False),
              ("ratio", lambda v: fmt_num(v.row["ratio"], 2), False),
@@ -83,7 +100,7 @@ def verdict_table(study: Study) -> tuple[str, str, list[str]]:
         else:
             same.append(f"{h} {col[0]}")
     body = [[col[i] for _, col in shown] for i in range(len(vs))]
-    classes = ["sig" if v.row["significant"] else "ns" for v in vs]
+    classes = [row_class(v.row) for v in vs]
     caption = ("Same on every row: " + " · ".join(same) + ".") if same else ""
     return _render([h for h, _ in shown], body, classes), caption, [h for h, _ in shown]
 
@@ -100,32 +117,39 @@ def summary_sentence(study: Study) -> str:
     vs = study.verdicts
     if not vs:
         return "Nothing was scored."
-    kind = {"property": "property × model mean curves", "image": "image × model mean curves",
-            "none": "sequence × model curves"}[vs[0].by]
-    sig = [v for v in vs if v.row["significant"]]
+    by = vs[0].by
+    kind = "sequence × model curves" if by == "none" else f"{by.replace(',', ' × ')} × model mean curves"
+    sig = [v for v in vs if v.row["significant"] and v.row.get("verdict") != "negligible"]
+    small = [v for v in vs if v.row.get("verdict") == "negligible"]
     where = "At the last scored checkpoint"
+    negligible = (f"; {len(small)} {'is' if len(small) == 1 else 'are'} significant but negligible (the output "
+                  f"moves less than {fmt_num(small[0].row['min_effect'])}): "
+                  + ", ".join(f"{v.key} × {v.model} (effect {fmt_num(v.row['effect'])})" for v in small[:4])
+                  if small else "")
     if not sig:
-        return f"{where}, none of the {len(vs)} {kind} is significant ({_settings(study)})."
+        return f"{where}, none of the {len(vs)} {kind} is significant ({_settings(study)}){negligible}."
 
     def name(v: Verdict) -> str:
-        flips = int(v.mean_epg["flips"]) if v.mean_epg else int(v.row["flips"])
-        flip = f", {flips} flip{'s' if flips != 1 else ''}" if flips else ", no flips"
-        return f"{v.key} × {v.model} (EPG {fmt_num(v.row['epg'])}, p = {fmt_p(v.row['pvalue'])}{flip})"
+        effect = f", effect {fmt_num(v.row['effect'])}" if "effect" in v.row else ""
+        return (f"{v.key} × {v.model} (EPG {fmt_num(v.row['epg'])}{effect}, p = {fmt_p(v.row['pvalue'])}, "
+                f"{flips_text(v)})")
 
     shown = ", ".join(name(v) for v in sig[:4]) + (f" and {len(sig) - 4} more" if len(sig) > 4 else "")
     verb = "is" if len(sig) == 1 else "are"
-    rest = len(vs) - len(sig)
-    tail = f"; the other {rest} {'is' if rest == 1 else 'are'} not" if rest else ""
-    return f"{where}, {len(sig)} of {len(vs)} {kind} {verb} significant ({_settings(study)}): {shown}{tail}."
+    rest = len(vs) - len(sig) - len(small)
+    tail = f"; {rest} {'is' if rest == 1 else 'are'} not significant" if rest else ""
+    return (f"{where}, {len(sig)} of {len(vs)} {kind} {verb} significant ({_settings(study)}): "
+            f"{shown}{negligible}{tail}.")
 
 
-_FULL = ("significant", "model", "checkpoint", "sequence", "property", "image", "aggregate", "n_curves", "output",
-         "epg", "epg_sd", "pvalue", "qvalue", "flips", "pearson", "zscore", "ratio", "n_significant", "n_steps",
-         "n_permutations", "alternative", "seed", "spacing", "correction", "note")
+_FULL = ("verdict", "significant", "model", "checkpoint", "sequence", "property", "image", "label", "aggregate",
+         "n_curves", "output", "epg", "epg_sd", "effect", "pvalue", "qvalue", "negligible", "flips", "pearson",
+         "zscore", "ratio", "n_significant", "n_steps", "n_permutations", "n_used", "alternative", "seed", "spacing",
+         "min_effect", "correction", "note")
 
 
 def _cell(key: str, value: Any) -> str:
-    if key == "significant":
+    if key in ("significant", "negligible"):
         return "yes" if value else "no"
     if key in ("pvalue", "qvalue"):
         return fmt_p(value)
@@ -139,7 +163,7 @@ def scores_table(rows: list[dict[str, Any]], max_rows: int) -> tuple[str, str]:
     shown_rows = rows[:max_rows]
     cols, same = [], []
     for key in _FULL:
-        col = [_cell(key, r[key]) for r in shown_rows]
+        col = [_cell(key, r.get(key, "")) for r in shown_rows]
         if not col or all(_blank(c) for c in col):
             continue
         if len(set(col)) > 1 or key == "significant":
@@ -147,7 +171,7 @@ def scores_table(rows: list[dict[str, Any]], max_rows: int) -> tuple[str, str]:
         else:
             same.append(f"{key} {col[0]}")
     body = [[col[i] for _, col in cols] for i in range(len(shown_rows))]
-    classes = ["sig" if r["significant"] else "ns" for r in shown_rows]
+    classes = [row_class(r) for r in shown_rows]
     more = f" {len(rows) - max_rows} more rows are in the CSV." if len(rows) > max_rows else ""
     caption = ("Same on every row: " + " · ".join(same) + "." if same else "") + more
     return _render([k for k, _ in cols], body, classes), caption

@@ -49,13 +49,16 @@ def sweep_model(model: ModelSpec, interventions: Path, outputs: Path, *, restart
 
 
 def build_study_report(outputs: Path, folder: Path, interventions: Path, options: E.ScoreOptions,
-                       report: dict[str, Any], say: Callable[[str], None]) -> Path:
-    """The study's report (``[report]`` options: ``checkpoints``, ``max_null_plots``, ``title``)."""
+                       report: dict[str, Any], say: Callable[[str], None], *,
+                       rows: list[dict[str, Any]] | None = None, select: E.Selection | None = None) -> Path:
+    """The study's report (``[report]`` options: ``checkpoints``, ``max_null_plots``, ``title``) of the
+    selected part of the outputs (``rows``: its scores, if already computed)."""
     from ..report import ReportOptions, build_report
 
     unknown = sorted(set(report) - {"checkpoints", "max_null_plots", "title"})
     if unknown:
         raise E.UsageError(f"[report]: unknown option {unknown[0]!r}; use checkpoints, max_null_plots, title")
     opts = ReportOptions(score=options, **report).checked()
-    result = build_report(outputs, folder, opts, interventions=[interventions], progress=say)
+    result = build_report(outputs, folder, opts, interventions=[interventions], progress=say, rows=rows,
+                          select=select)
     return Path(result["index"])

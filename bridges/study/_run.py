@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import epg_core as E
 from epg_core import verdict_rows as verdict_rows
 
@@ -22,7 +24,7 @@ from ._state import State, file_stamp, fingerprint
 
 Say = Callable[[str], None]
 SCORE_KEYS = {"target", "spacing", "group_by", "n_permutations", "alternative", "seed", "alpha", "fdr",
-              "all_classes", "precision"}
+              "all_classes", "precision", "min_effect", "method", "risk"}
 
 
 @dataclass
@@ -68,14 +70,43 @@ def _model_fingerprint(model: ModelSpec, interventions: dict[str, str]) -> str:
                        sorted(interventions.items()))
 
 
+def study_selection(study: Study) -> E.Selection:
+    """What the study file asks for now: its models with their checkpoints' names, and its sequences. Nothing
+    else in the study's files (cached blocks of removed models, images or checkpoints) enters a score or report."""
+    from ..models import checkpoint_names, find_checkpoints
+
+    models = {m.name: tuple(checkpoint_names(find_checkpoints(list(m.checkpoints)))) for m in study.models}
+    return E.Selection(models=models, sequences=frozenset(_wanted(study)))
+
+
+def _complete(outputs: Path, model: str, select: E.Selection) -> bool:
+    """Whether every selected sequence of ``model`` has every selected checkpoint finished in ``outputs``."""
+    if not outputs.exists():
+        return False
+    wanted = set(select.sequences or ())
+    have = {s for m, s in E.list_outputs(outputs) if m == model}
+    if not wanted <= have:
+        return False
+    for seq in wanted:  # names and done flags only (one output of one step is read)
+        meta = next(E.iter_outputs(outputs, model, seq, steps=slice(0, 1), classes=[0], checkpoint_chunk=1 << 30))
+        mask = select.checkpoint_mask(model, meta.checkpoints)
+        if int(mask.sum()) != len((select.models or {}).get(model) or ()) or not np.all(np.asarray(meta.done)[mask]):
+            return False
+    return True
+
+
 def run_models(study: Study, state: State, interventions: Path, say: Say,
                executor: ExecutorOptions | None = None) -> tuple[Path, list[str]]:
-    """Sweep every model whose checkpoints, options or interventions changed (resumable inside a model)."""
+    """Sweep every model whose checkpoints, options or interventions changed (resumable inside a model), or whose
+    outputs lack anything the study asks for (a model removed from the study file and restored later)."""
     from ._models import sweep_model
 
     outputs = study.out / "outputs.h5"
     seqs = state.get("interventions", {})
     recorded = state.get("models", {}) if outputs.exists() else {}
+    current = {m.name for m in study.models}
+    recorded = {name: fp for name, fp in recorded.items() if name in current}  # a removed model is forgotten
+    select = study_selection(study)
     used = state.get("outputs_interventions", {}) if outputs.exists() else {}
     changed = sorted(n for n, fp in used.items() if seqs.get(n) != fp)
     if changed:  # outputs of images that are no longer the study's must not survive
@@ -86,7 +117,7 @@ def run_models(study: Study, state: State, interventions: Path, say: Say,
     for model in study.models:
         fp = f"{_options_fp(model)}:{_model_fingerprint(model, seqs)}"
         old = recorded.get(model.name)
-        if old == fp:
+        if old == fp and _complete(outputs, model.name, select):
             continue
         restart = old is not None and old.split(":")[0] != fp.split(":")[0]
         say(f"model {model.name}: {len(model.checkpoints)} checkpoint(s)" + (" (options changed)" if restart else ""))
@@ -109,19 +140,21 @@ def run_scores(study: Study, state: State, outputs: Path, say: Say) -> tuple[Pat
     """Score the outputs when they or the score options changed; else read the recorded table."""
     opts = score_options(study)
     csv_path = study.out / "scores.csv"
-    fp = fingerprint(opts.__dict__, state.get("models", {}), state.get("interventions", {}))
+    select = study_selection(study)
+    fp = fingerprint(opts.__dict__, state.get("models", {}), state.get("interventions", {}), select.fingerprint())
     if state.get("scores") == fp and csv_path.exists():
         return csv_path, E.read_scores(outputs), False
     say("scoring")
-    rows = E.score_outputs(outputs, opts)
+    rows = E.score_outputs(outputs, opts, select=select)
     E.write_scores_csv(csv_path, rows)
     E.write_scores(outputs, rows)
     state.set("scores", fp)
     return csv_path, rows, True
 
 
-def run_report(study: Study, state: State, outputs: Path, interventions: Path, say: Say) -> tuple[Path, bool]:
-    """Draw the report when the scores or the report options changed."""
+def run_report(study: Study, state: State, outputs: Path, interventions: Path, rows: list[dict[str, Any]],
+               say: Say) -> tuple[Path, bool]:
+    """Draw the report (of the study's current contents only) when the scores or the report options changed."""
     from ._models import build_study_report
 
     folder = study.out / "report"
@@ -129,7 +162,8 @@ def run_report(study: Study, state: State, outputs: Path, interventions: Path, s
     if state.get("report") == fp and (folder / "index.html").exists():
         return folder / "index.html", False
     say("report")
-    index = build_study_report(outputs, folder, interventions, score_options(study), study.report, say)
+    index = build_study_report(outputs, folder, interventions, score_options(study), study.report, say,
+                               rows=rows, select=study_selection(study))
     state.set("report", fp)
     return index, True
 
@@ -172,7 +206,7 @@ def run_study(path: str | os.PathLike[str], *, say: Say | None = None, report: b
     interventions, seqs = run_interventions(study, state, say, on)
     outputs, models = run_models(study, state, interventions, say, on)
     scores_csv, rows, scored = run_scores(study, state, outputs, say)
-    index, reported = run_report(study, state, outputs, interventions, say) if report else (None, False)
+    index, reported = run_report(study, state, outputs, interventions, rows, say) if report else (None, False)
     computed = {"interventions": seqs, "models": models, "scores": ["scores"] if scored else [],
                 "report": ["report"] if reported else []}
     return StudyResult(study.out, interventions, outputs, scores_csv, index, rows, computed)

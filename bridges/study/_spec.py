@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import epg_core as E
-from epg_core._errors import MissingFileError
+from epg_core import MissingFileError
 
 from .._images import IMAGE_SUFFIXES, natural_key
 
@@ -62,6 +62,9 @@ class Study:
     score: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     executor: dict[str, Any] = field(default_factory=dict)
+    #: The ``label`` given per ``[[images]]`` entry (image stem -> label); unlabelled images are grouped by the
+    #: class the model predicts on the original.
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 class _Where:
@@ -223,15 +226,23 @@ def load_study(path: str | os.PathLike[str]) -> Study:
     name = w.string(head, "name", "[study]", default=path.stem)
     out = Path(w.string(head, "out", "[study]", default=f"{path.stem}-out"))
     images: list[Path] = []
+    labels: dict[str, str] = {}
     for i, entry in enumerate(w.tables(data, "images"), 1):
+        bad = sorted(set(entry) - {"path", "label"})
+        if bad:
+            raise w.error(f"[[images]] #{i}", f"unknown key {bad[0]!r}; use path, label")
         pattern = w.string(entry, "path", f"[[images]] #{i}")
         hits = _expand(base, pattern, IMAGE_SUFFIXES)
         if not hits:
             raise w.error(f"[[images]] #{i}", f"no image matches {pattern!r}")
+        if "label" in entry:
+            label = w.string(entry, "label", f"[[images]] #{i}")
+            labels.update({h.stem: label for h in hits})
         images += [h for h in hits if h not in images]
     stems = [p.stem for p in images]
     dup = next((s for s in stems if stems.count(s) > 1), None)
     if dup is not None:
         raise w.error("[[images]]", f"two images are named {dup!r}; sequence names come from the file names")
     return Study(path, name, out if out.is_absolute() else base / out, tuple(images), _interventions(data, w),
-                 _models(data, w, base), w.table(data, "score"), w.table(data, "report"), w.table(data, "executor"))
+                 _models(data, w, base), w.table(data, "score"), w.table(data, "report"), w.table(data, "executor"),
+                 labels)
