@@ -1,7 +1,7 @@
 """Install extras: which extra provides a missing module, and a one-line exit 1 that names it.
 
-``pip install epg`` installs only the core; each stage's libraries come with an extra (DESIGN.md, "Layout and
-install extras"). A command declares the extras it may need, most specific first; when one of its imports fails,
+``pip install epg`` installs only the core; each stage's libraries come with an extra (docs/ARCHITECTURE.md,
+"The rooms"). A command declares the extras it may need, most specific first; when one of its imports fails,
 the first of those extras that provides the missing module is named, e.g.
 ``epg export needs the 'torch' extra: pip install 'epg[torch]'``. A missing module that none of them provides is a
 real bug and propagates unchanged.

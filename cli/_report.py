@@ -72,7 +72,8 @@ def report(outputs: Path, out: Path | None, interventions: tuple[Path, ...], che
     if attributions is not None:  # the flip task and the explanations (epg attribute)
         from epg_bridges.baselines import baselines_report
 
-        baselines = baselines_report(outputs, attributions, target=opts.score.target,
+        target = None if opts.score.target is None else str(opts.score.target)
+        baselines = baselines_report(outputs, attributions, target=target,
                                      sequences=attribution_sequences or None)
     paths = build_report(outputs, out_dir, opts, interventions=list(interventions), progress=say,
                          baselines=baselines)

@@ -56,6 +56,11 @@ from epg_core._moments import permutation_moments as permutation_moments
 from epg_core._permutation import PermutationResult as PermutationResult
 from epg_core._permutation import permutation_test as permutation_test
 from epg_core._permutation import use_precision as use_precision
+from epg_core._score_options import Alternative as Alternative
+from epg_core._score_options import GroupBy as GroupBy
+from epg_core._score_options import Method as Method
+from epg_core._score_options import Precision as Precision
+from epg_core._score_options import Spacing as Spacing
 from epg_core._scoring import SCORE_COLUMNS as SCORE_COLUMNS
 from epg_core._scoring import ScoreOptions as ScoreOptions
 from epg_core._scoring import Selection as Selection
@@ -74,6 +79,7 @@ __all__ = [
     "permutation_test", "PermutationResult", "permutation_moments", "Moments", "ksg_mi", "use_precision",
     "fdr", "FDRResult", "SCORE_COLUMNS", "ScoreOptions", "Selection", "majority_target", "score_outputs",
     "verdict_rows", "write_scores_csv",
+    "Alternative", "GroupBy", "Method", "Precision", "Spacing",
     "MissingFileError", "written_by_epg", "refuse_foreign", "discard_foreign",
     "atomic_path", "file_lock", "write_bytes_atomic", "example_curves", "ExampleCurve",
 ]

@@ -232,7 +232,7 @@ def test_bad_usage_exits_2_with_one_line(assets: dict[str, Path], tmp_path: Path
     one_line_error(_run("export", assets["ckpt"], "--size", "abc"), 2, "--size")
     assert _run("predict", assets["ckpt"]).exit_code == 2  # no inputs
     one_line_error(_run("sweep", "x", "y", "--arch-kwargs", "[1]"), 2, "--arch-kwargs")
-    one_line_error(_run("predict", assets["ckpt"], assets["iv"], "--kind", "cosine"), 2, "text embeddings")
+    one_line_error(_run("predict", assets["ckpt"], assets["iv"], "--kind", "cosine"), 2, "text-embedding")
 
 
 def test_an_output_equal_to_an_input_is_refused_before_writing(assets: dict[str, Path], tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -264,3 +265,11 @@ def test_killed_ray_edit_resumes(folder: Path, monkeypatch: pytest.MonkeyPatch) 
     assert list(ours) == list(whole) == ["one-instruct-pix2pix", "two-instruct-pix2pix"]
     for name, seq in whole.items():
         np.testing.assert_array_equal(ours[name].images, seq.images)
+
+
+@pytest.fixture(autouse=True)
+def _no_ray_left_running() -> Iterator[None]:
+    """A test that ran Ray in this process shuts it down (later modules start their own cluster)."""
+    yield
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        sys.modules["ray"].shutdown()

@@ -1,4 +1,4 @@
-"""The layout promises of DESIGN.md: module sizes, what each part may import, install extras, the compilation cache."""
+"""The layout promises of docs/ARCHITECTURE.md: module sizes, what each part may import, extras, the JAX cache."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ MAX_LINES = 400
 
 #: Third-party modules every part may import: the core dependencies.
 CORE = {"numpy", "h5py", "jax", "jaxlib", "jaxtyping", "tqdm", "epg_core"}
-#: What each part of epg_bridges may import besides the core and the standard library (DESIGN.md, "Layout and
-#: install extras"; transformers and huggingface_hub come with the ``edit`` extra that diffusers needs).
+#: What each part of epg_bridges may import besides the core and the standard library (docs/ARCHITECTURE.md,
+#: "The rooms"; transformers and huggingface_hub come with the ``edit`` extra that diffusers needs).
 ALLOWED = {
     "bridges/interventions": {"PIL", "torch", "diffusers", "transformers", "huggingface_hub"},
     "bridges/models": {"PIL", "torch", "onnx", "onnxruntime", "transformers"},
@@ -70,7 +70,7 @@ def test_bridges_parts_import_only_what_design_allows(part: str) -> None:
             top = module.split(".", 1)[0]
             if level == 0 and top and top not in allowed:
                 found[f"{path.relative_to(ROOT)}: {module}"] = top
-    assert not found, f"{part} imports what DESIGN.md does not allow there: {sorted(found)}"
+    assert not found, f"{part} imports what docs/ARCHITECTURE.md does not allow there: {sorted(found)}"
 
 
 def test_nothing_imports_another_packages_private_module() -> None:

@@ -32,7 +32,10 @@ RAY = ExecutorOptions(executor="ray")
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster() -> Iterator[None]:
-    """A local Ray cluster with 2 CPUs for the whole module, shut down at the end."""
+    """A local Ray cluster with 2 CPUs for the whole module, shut down at the end (one left by an earlier
+    module is shut down first)."""
+    if ray.is_initialized():
+        ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
         yield

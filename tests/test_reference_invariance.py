@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import epg_core as E
+from epg_core import Alternative, Precision
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,8 @@ KEYS = ("epg", "pvalue", "significant", "flips", "zscore", "ratio")
 
 @pytest.mark.parametrize("precision", ["float32", "float64"])
 @pytest.mark.parametrize("alternative", ["two-sided", "less", "greater", "centered"])
-def test_cat_and_dog_give_identical_scores(reference_outputs: Path, precision: str, alternative: str) -> None:
+def test_cat_and_dog_give_identical_scores(reference_outputs: Path, precision: Precision,
+                                           alternative: Alternative) -> None:
     base = E.ScoreOptions(n_permutations=2_000, alternative=alternative, precision=precision, group_by="property")
     cat = E.score_outputs(reference_outputs, E.ScoreOptions(**{**base.__dict__, "target": "cat"}))
     dog = E.score_outputs(reference_outputs, E.ScoreOptions(**{**base.__dict__, "target": "dog"}))

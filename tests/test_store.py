@@ -46,8 +46,10 @@ def _rows(index: int, seq: str = "s", n: int = N, c: int = C) -> np.ndarray:
 
 
 def _empty(model: str = "m", seq: str = "s", m: int = 6, n: int = N, c: int = C) -> OutputsBlock:
+    # logits: the rows encode their checkpoint index (values above 1), which probabilities may not hold
     return OutputsBlock(model, seq, np.full((m, n, c), np.nan, np.float32), np.zeros(m, bool),
-                        [f"epoch_{i:03d}" for i in range(m)], [f"class_{j}" for j in range(c)], np.linspace(0, 1, n))
+                        [f"epoch_{i:03d}" for i in range(m)], [f"class_{j}" for j in range(c)], np.linspace(0, 1, n),
+                        output_kind="logits")
 
 
 def _leftovers(directory: Path) -> list[str]:
@@ -237,7 +239,8 @@ DISK_FULL = textwrap.dedent(
     out, iv = os.path.join(folder, "out.h5"), os.path.join(folder, "iv.h5")
     def block(seq, m=4, n=11, c=1000):
         return OutputsBlock("m", seq, np.full((m, n, c), np.nan, np.float32), np.zeros(m, bool),
-                            [f"e{i}" for i in range(m)], [f"c{j}" for j in range(c)], np.linspace(0, 1, n))
+                            [f"e{i}" for i in range(m)], [f"c{j}" for j in range(c)], np.linspace(0, 1, n),
+                            output_kind="logits")
     def seq(n, size):
         rng = np.random.default_rng(n)
         return InterventionSequence(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8), np.arange(n), {})
