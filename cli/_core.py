@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ._extras import needs_extras, require_extra
 from ._options import (
-    Alternative,
     force_option,
     out_option,
     permutation_options,
@@ -23,6 +22,9 @@ from ._options import (
     threads_option,
 )
 from ._table import echo_table
+
+if TYPE_CHECKING:
+    from epg_core import Alternative
 
 
 def register(group: click.Group) -> None:

@@ -6,7 +6,7 @@ import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -24,6 +24,9 @@ from ._options import (
 )
 from ._table import format_table
 from ._types import SIZE, FiniteRange, Floats3, JsonObject, NameList
+
+if TYPE_CHECKING:
+    from epg_bridges.models import RunOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -112,7 +115,7 @@ def _preprocessing_given(kw: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not None}
 
 
-def _run_options(kw: dict[str, Any]) -> Any:
+def _run_options(kw: dict[str, Any]) -> RunOptions:
     """``RunOptions`` from the shared options of export, predict and sweep (pops them from ``kw``)."""
     from epg_bridges.models import RunOptions
 

@@ -10,20 +10,16 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from ._types import FiniteRange
 
+if TYPE_CHECKING:  # epg_core (jax) is imported when a command runs, not when the CLI starts
+    from epg_core import ScoreOptions
+
 F = TypeVar("F", bound=Callable[..., Any])
-#: Values of ``--alternative`` (click.Choice guarantees one of them).
-Alternative = Literal["two-sided", "less", "greater", "centered"]
-
-
-def data_errors(func: F) -> F:
-    """Deprecated no-op: :class:`epg_cli._errors.EpgGroup` now turns errors into one line for every command."""
-    return func
 
 
 def quiet_option(func: F) -> F:
@@ -130,7 +126,7 @@ def precision_option(func: F) -> F:
                         show_default=True, help="Precision of the shuffle test.")(func)
 
 
-def score_options_from(kwargs: dict[str, Any]) -> Any:
+def score_options_from(kwargs: dict[str, Any]) -> ScoreOptions:
     """``epg_core.ScoreOptions`` from the values of ``scoring_options`` (pops them from ``kwargs``)."""
     from epg_core import ScoreOptions
 

@@ -1,7 +1,7 @@
 """The README's printed values, regenerated from the commands that print them.
 
 Each block after a ``<!-- readme-check: NAME -->`` marker is either commands (``walkthrough``: run as a bash
-script) or what commands print (``demo``, ``walkthrough-score``). ``tests/test_readme.py`` runs the commands and
+script) or what commands print (``demo``, ``walkthrough-score``). ``tests/cli/test_readme.py`` runs the commands and
 checks every printed block appears, line for line, in their output; ``python tests/readme_check.py --write``
 rewrites the printed blocks from a fresh run (never edit them by hand).
 """

@@ -128,7 +128,7 @@ class _Probabilities(nn.Module):
         return torch.softmax(self.model(x), dim=-1)
 
 
-def attribute(
+def attribute(  # noqa: C901 - the driver: load, plan, resume, batch, store per checkpoint (one path each)
     inputs: Sequence[str | os.PathLike[str]],
     checkpoints: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],

@@ -10,17 +10,33 @@ from typing import TYPE_CHECKING
 
 from .._lazy import lazy_getattr
 from .._progress import Progress as Progress
+from ._checkpoints import CHECKPOINT_SUFFIXES as CHECKPOINT_SUFFIXES
 from ._checkpoints import LIST_SUFFIXES as LIST_SUFFIXES
 from ._checkpoints import ONNX_SUFFIXES as ONNX_SUFFIXES
 from ._checkpoints import checkpoint_names as checkpoint_names
 from ._checkpoints import find_checkpoints as find_checkpoints
+from ._checkpoints import is_hf_folder as is_hf_folder
 from ._checkpoints import is_onnx_path as is_onnx_path
 from ._checkpoints import natural_sorted as natural_sorted
+from ._clip import ClipText as ClipText
+from ._clip import load_clip_text as load_clip_text
+from ._clip import predict_clip as predict_clip
+from ._clip import prompt_block as prompt_block
+from ._clip import read_prompts as read_prompts
+from ._clip import text_path as text_path
 from ._inputs import InputSource as InputSource
 from ._inputs import collect_inputs as collect_inputs
 from ._predict import PredictResult as PredictResult
+from ._predict import output_classes as output_classes
 from ._predict import predict as predict
+from ._preprocessing import PREPROCESSING_OPTIONS as PREPROCESSING_OPTIONS
+from ._preprocessing import contradictions as contradictions
+from ._preprocessing import preprocessing_from_hf as preprocessing_from_hf
+from ._preprocessing import read_classes_file as read_classes_file
+from ._preprocessing import resolve_classes as resolve_classes
+from ._preprocessing import resolve_preprocessing as resolve_preprocessing
 from ._run_options import RunOptions as RunOptions
+from ._run_options import run_preprocessing as run_preprocessing
 from ._runner import DEFAULT_ATOL as DEFAULT_ATOL
 from ._runner import OUTPUT_KINDS as OUTPUT_KINDS
 from ._runner import OnnxRunner as OnnxRunner
@@ -35,7 +51,7 @@ from ._spec import read_spec as read_spec
 from ._spec import spec_path as spec_path
 from ._spec import write_spec as write_spec
 
-if TYPE_CHECKING:  # loaded lazily at run time (the ``torch`` extra)
+if TYPE_CHECKING:  # the torch side, loaded on first use (the ``torch`` extra)
     from ._architectures import BUILTIN_ARCHITECTURES as BUILTIN_ARCHITECTURES
     from ._architectures import Checkpoint as Checkpoint
     from ._architectures import ConvMixer as ConvMixer
@@ -48,69 +64,71 @@ if TYPE_CHECKING:  # loaded lazily at run time (the ``torch`` extra)
     from ._architectures import load_checkpoint as load_checkpoint
     from ._architectures import load_weights as load_weights
     from ._architectures import resolve_factory as resolve_factory
+    from ._clip import ClipExport as ClipExport
+    from ._clip import export_clip as export_clip
     from ._export import ExportResult as ExportResult
     from ._export import export_model as export_model
     from ._export import export_onnx as export_onnx
+    from ._export import exporter_of as exporter_of
     from ._export import torch_outputs as torch_outputs
     from ._export import verify_export as verify_export
+    from ._setup import LoadedModel as LoadedModel
+    from ._setup import load_for_run as load_for_run
+    from ._sources import fallback_preprocessing as fallback_preprocessing
+    from ._sources import model_preprocessing as model_preprocessing
+    from ._sources import tensor_output as tensor_output
     from ._sweep import SweepResult as SweepResult
     from ._sweep import input_sources as input_sources
     from ._sweep import sweep as sweep
     from ._weight_swap import WeightSwapper as WeightSwapper
     from ._weight_swap import initializer_map as initializer_map
 
+#: Names loaded on first use: torch is imported only when one of them is asked for.
 _LAZY = {
-    **dict.fromkeys(
-        ("BUILTIN_ARCHITECTURES", "Checkpoint", "ConvMixer", "Residual", "architecture_kwargs", "build_model",
-         "check_state_dict", "conv_mixer", "infer_convmixer_paras", "load_checkpoint", "load_weights",
-         "resolve_factory"), "._architectures"),
-    **dict.fromkeys(("ExportResult", "export_model", "export_onnx", "torch_outputs", "verify_export"), "._export"),
-    **dict.fromkeys(("SweepResult", "input_sources", "sweep"), "._sweep"),
-    **dict.fromkeys(("WeightSwapper", "initializer_map"), "._weight_swap"),
+    "BUILTIN_ARCHITECTURES": "._architectures",
+    "Checkpoint": "._architectures",
+    "ConvMixer": "._architectures",
+    "Residual": "._architectures",
+    "architecture_kwargs": "._architectures",
+    "build_model": "._architectures",
+    "check_state_dict": "._architectures",
+    "conv_mixer": "._architectures",
+    "infer_convmixer_paras": "._architectures",
+    "load_checkpoint": "._architectures",
+    "load_weights": "._architectures",
+    "resolve_factory": "._architectures",
+    "ClipExport": "._clip",
+    "export_clip": "._clip",
+    "ExportResult": "._export",
+    "export_model": "._export",
+    "export_onnx": "._export",
+    "exporter_of": "._export",
+    "torch_outputs": "._export",
+    "verify_export": "._export",
+    "LoadedModel": "._setup",
+    "load_for_run": "._setup",
+    "fallback_preprocessing": "._sources",
+    "model_preprocessing": "._sources",
+    "tensor_output": "._sources",
+    "SweepResult": "._sweep",
+    "input_sources": "._sweep",
+    "sweep": "._sweep",
+    "WeightSwapper": "._weight_swap",
+    "initializer_map": "._weight_swap",
 }
 __getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 __all__ = [
-    "LIST_SUFFIXES", "ONNX_SUFFIXES", "checkpoint_names", "find_checkpoints", "is_onnx_path", "natural_sorted",
-    "InputSource", "collect_inputs", "PredictResult", "Progress", "RunOptions", "predict",
-    "DEFAULT_ATOL", "OUTPUT_KINDS", "OnnxRunner", "default_classes", "load_text_embeddings", "make_session",
-    "postprocess", "select_provider",
-    "ModelSpec", "Preprocessing", "read_spec", "spec_path", "write_spec",
-    *_LAZY,
+    "Progress", "CHECKPOINT_SUFFIXES", "LIST_SUFFIXES", "ONNX_SUFFIXES", "checkpoint_names", "find_checkpoints",
+    "is_hf_folder", "is_onnx_path", "natural_sorted", "ClipText", "load_clip_text", "predict_clip", "prompt_block",
+    "read_prompts", "text_path", "InputSource", "collect_inputs", "PredictResult", "output_classes", "predict",
+    "PREPROCESSING_OPTIONS", "contradictions", "preprocessing_from_hf", "read_classes_file", "resolve_classes",
+    "resolve_preprocessing", "RunOptions", "run_preprocessing", "DEFAULT_ATOL", "OUTPUT_KINDS", "OnnxRunner",
+    "default_classes", "load_text_embeddings", "make_session", "postprocess", "select_provider", "ModelSpec",
+    "Preprocessing", "read_spec", "spec_path", "write_spec", "BUILTIN_ARCHITECTURES", "Checkpoint", "ConvMixer",
+    "Residual", "architecture_kwargs", "build_model", "check_state_dict", "conv_mixer", "infer_convmixer_paras",
+    "load_checkpoint", "load_weights", "resolve_factory", "ClipExport", "export_clip", "ExportResult", "export_model",
+    "export_onnx", "exporter_of", "torch_outputs", "verify_export", "LoadedModel", "load_for_run",
+    "fallback_preprocessing", "model_preprocessing", "tensor_output", "SweepResult", "input_sources", "sweep",
+    "WeightSwapper", "initializer_map",
 ]
-
-# Own models (issue 13): layouts, architecture sources, preprocessing rules, CLIP. Appended; torch-free names first.
-from ._checkpoints import CHECKPOINT_SUFFIXES as CHECKPOINT_SUFFIXES  # noqa: E402
-from ._checkpoints import is_hf_folder as is_hf_folder  # noqa: E402
-from ._clip import ClipText as ClipText  # noqa: E402
-from ._clip import load_clip_text as load_clip_text  # noqa: E402
-from ._clip import predict_clip as predict_clip  # noqa: E402
-from ._clip import prompt_block as prompt_block  # noqa: E402
-from ._clip import read_prompts as read_prompts  # noqa: E402
-from ._clip import text_path as text_path  # noqa: E402
-from ._predict import output_classes as output_classes  # noqa: E402
-from ._preprocessing import PREPROCESSING_OPTIONS as PREPROCESSING_OPTIONS  # noqa: E402
-from ._preprocessing import contradictions as contradictions  # noqa: E402
-from ._preprocessing import preprocessing_from_hf as preprocessing_from_hf  # noqa: E402
-from ._preprocessing import read_classes_file as read_classes_file  # noqa: E402
-from ._preprocessing import resolve_classes as resolve_classes  # noqa: E402
-from ._preprocessing import resolve_preprocessing as resolve_preprocessing  # noqa: E402
-from ._run_options import run_preprocessing as run_preprocessing  # noqa: E402
-
-if TYPE_CHECKING:
-    from ._clip import ClipExport as ClipExport
-    from ._clip import export_clip as export_clip
-    from ._export import exporter_of as exporter_of
-    from ._setup import LoadedModel as LoadedModel
-    from ._setup import load_for_run as load_for_run
-    from ._sources import fallback_preprocessing as fallback_preprocessing
-    from ._sources import model_preprocessing as model_preprocessing
-    from ._sources import tensor_output as tensor_output
-_LAZY.update({"LoadedModel": "._setup", "load_for_run": "._setup",
-              "ClipExport": "._clip", "export_clip": "._clip", "fallback_preprocessing": "._sources",
-              "model_preprocessing": "._sources", "exporter_of": "._export", "tensor_output": "._sources"})
-__all__ += ["CHECKPOINT_SUFFIXES", "is_hf_folder", "ClipText", "load_clip_text", "predict_clip", "prompt_block",
-            "read_prompts", "PREPROCESSING_OPTIONS", "preprocessing_from_hf", "read_classes_file", "resolve_classes",
-            "resolve_preprocessing", "ClipExport", "export_clip", "fallback_preprocessing", "model_preprocessing",
-            "exporter_of", "tensor_output", "contradictions", "text_path", "output_classes", "run_preprocessing",
-            "LoadedModel", "load_for_run"]

@@ -178,7 +178,7 @@ def _prepare_blocks(out: Path, model: str, plan: _Plan, fresh: dict[str, Outputs
 # --------------------------------------------------------------------------- sweep
 
 
-def sweep(
+def sweep(  # noqa: C901 - the driver: plan, export, probe the swap, run locally or on Ray
     checkpoints: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     inputs: Sequence[str | os.PathLike[str]] | InputSource,
     out: str | os.PathLike[str],

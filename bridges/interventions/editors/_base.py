@@ -193,7 +193,7 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
+def _convert(value: Any, tp: Any, key: str, where: str) -> Any:  # noqa: C901 - one branch per field type
     """``value`` (a TOML value or a command-line string) as field type ``tp``; UsageError if it does not fit."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):

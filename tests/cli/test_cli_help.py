@@ -8,7 +8,7 @@ import click
 import pytest
 from helpers import all_commands, run_cli
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 COMMANDS = all_commands()
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {"epg_core": "epg_core", "epg_bridges": "bridges", "epg_cli": "cli", "epg_bench": "bench"}
 #: Which package may import which (the data flow: the core knows no stage; the CLI and the bench sit on top).
 ALLOWED = {"epg_core": {"epg_core"}, "epg_bridges": {"epg_core", "epg_bridges"},

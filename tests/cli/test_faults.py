@@ -3,7 +3,7 @@
 - ``intervene synthetic`` and ``score`` are killed at seeded random moments (and, where it can be caught, while a
   temporary file is being written); afterwards every file is either absent or identical to the one of an
   uninterrupted run, the rerun gives the identical result and no temporary file remains (the next writer of a
-  path removes what killed writers left). The killed-sweep case lives in tests/test_cli_models.py.
+  path removes what killed writers left). The killed-sweep case lives in tests/cli/test_cli_models.py.
 - Two concurrent ``sweep`` processes with overlapping checkpoint lists into one outputs file: both succeed and
   the file holds every checkpoint, bit-identical to one sequential sweep.
 """

@@ -19,7 +19,7 @@ from epg_cli._types import FiniteRange, FloatList, Floats3, IntTuple, JsonObject
 LEAVES = [(name, cmd) for name, cmd in all_commands() if not isinstance(cmd, click.Group)]
 
 
-def _bad_values(param: click.Option, folder: Path) -> list[str]:
+def _bad_values(param: click.Option, folder: Path) -> list[str]:  # noqa: C901 - one case per click type
     """Values the option's type must refuse (empty for free text and flags)."""
     kind = param.type
     if param.is_flag or param.count:

@@ -1,4 +1,4 @@
-"""The layout promises of docs/ARCHITECTURE.md: module sizes, what each part may import, extras, the JAX cache."""
+"""The layout promises of docs/ARCHITECTURE.md: what each part may import, install extras, the JAX cache."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ import pytest
 
 from epg_cli import EXTRA_MODULES, extra_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIRS = ("epg_core", "bridges", "cli", "bench")
-MAX_LINES = 400
 
 #: Third-party modules every part may import: the core dependencies.
 CORE = {"numpy", "h5py", "jax", "jaxlib", "jaxtyping", "tqdm", "epg_core"}
@@ -55,10 +54,8 @@ def _imports(path: Path) -> Iterator[tuple[str, int]]:
                 yield module, node.level
 
 
-def test_no_source_module_over_400_lines() -> None:
-    long = {str(p.relative_to(ROOT)): n for p in _sources(*SOURCE_DIRS)
-            if (n := len(p.read_text().splitlines())) > MAX_LINES}
-    assert not long, f"modules over {MAX_LINES} lines (split them): {long}"
+# No line cap on modules: a module is as long as its concept needs. What splits a package is concept, checked by
+# tests/core/test_import_graph.py (no two modules import each other).
 
 
 @pytest.mark.parametrize("part", sorted(ALLOWED))
