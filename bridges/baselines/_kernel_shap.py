@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ._method import BASELINES, Context, Method, baseline_tensor, one_of, positive
-from ._superpixels import slic_mask
+from ._method import BASELINES, Context, Method, one_of, positive
+from ._superpixels import superpixel_attributions
 
 __all__ = ["KernelShap"]
 
@@ -38,15 +38,4 @@ class KernelShap(Method):
     def compute(self, x: torch.Tensor, target: int, ctx: Context) -> torch.Tensor:
         from captum.attr import KernelShap as CaptumKernelShap
 
-        o = self.options
-        images = ctx.to_image(x)
-        parts = []
-        for i in range(len(x)):
-            mask = slic_mask(images[i], o.segments, o.compactness)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(ctx.seed)
-                parts.append(CaptumKernelShap(ctx.model).attribute(
-                    x[i:i + 1], target=target, feature_mask=mask,
-                    baselines=baseline_tensor(o.baseline, x[i:i + 1], ctx), n_samples=o.samples,
-                    perturbations_per_eval=ctx.batch_size))
-        return torch.cat(parts)
+        return superpixel_attributions(x, target, ctx, self.options, lambda: CaptumKernelShap(ctx.model))

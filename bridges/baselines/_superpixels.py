@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Protocol
+
 import numpy as np
 import torch
 
-__all__ = ["slic_mask"]
+from ._method import Context, baseline_tensor
+
+__all__ = ["slic_mask", "superpixel_attributions"]
+
+
+class SuperpixelOptions(Protocol):
+    """What LIME and Kernel SHAP share: the SLIC superpixels, the number of samples and the removed value."""
+
+    @property
+    def segments(self) -> int: ...
+    @property
+    def compactness(self) -> float: ...
+    @property
+    def samples(self) -> int: ...
+    @property
+    def baseline(self) -> str: ...
 
 
 def slic_mask(image: np.ndarray, n_segments: int, compactness: float) -> torch.Tensor:
@@ -17,3 +35,20 @@ def slic_mask(image: np.ndarray, n_segments: int, compactness: float) -> torch.T
     _, dense = np.unique(labels, return_inverse=True)  # consecutive ids (Captum counts features by max id)
     mask = torch.from_numpy(dense.reshape(labels.shape).astype(np.int64))
     return mask[None, None].expand(1, image.shape[-1], *labels.shape).contiguous()
+
+
+def superpixel_attributions(x: torch.Tensor, target: int, ctx: Context, options: SuperpixelOptions,
+                            explainer: Callable[[], Any]) -> torch.Tensor:
+    """A perturbation explainer (Captum LIME or Kernel SHAP, made by ``explainer()``) on each image's SLIC
+    superpixels, one image at a time, batched over samples, seeded per image (same seed, same map)."""
+    images = ctx.to_image(x)
+    parts = []
+    for i in range(len(x)):
+        mask = slic_mask(images[i], options.segments, options.compactness)
+        method = explainer()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(ctx.seed)
+            parts.append(method.attribute(x[i:i + 1], target=target, feature_mask=mask,
+                                          baselines=baseline_tensor(options.baseline, x[i:i + 1], ctx),
+                                          n_samples=options.samples, perturbations_per_eval=ctx.batch_size))
+    return torch.cat(parts)

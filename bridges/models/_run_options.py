@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -17,7 +17,13 @@ from ._preprocessing import Notice, contradictions, default_notice, read_classes
 from ._runner import DEFAULT_ATOL, PROMPT_AVERAGES
 from ._spec import Preprocessing
 
-__all__ = ["RunOptions", "run_preprocessing"]
+__all__ = ["OutputKind", "PromptAverage", "RunOptions", "run_preprocessing"]
+
+#: What a model's outputs are (checked at run time too: values come from study files and the command line).
+OutputKind = Literal["probabilities", "logits", "cosine"]
+#: How K prompts per class combine for CLIP: the mean over prompts of the cosine (the paper's), or the cosine
+#: with the normalised mean prompt embedding.
+PromptAverage = Literal["cosine", "embedding"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class RunOptions:
     model_name: str | None = None
     preprocessing: Preprocessing | None = None
     classes: Sequence[str] | None = None
-    output_kind: str = "probabilities"
+    output_kind: OutputKind = "probabilities"
     text_embeddings: str | os.PathLike[str] | np.ndarray | None = field(default=None, compare=False)
     sequences: Sequence[str] | None = None
     batch_size: int = 32
@@ -59,7 +65,7 @@ class RunOptions:
     no_ema: bool = False
     classes_file: str | os.PathLike[str] | None = None
     preprocessing_options: Mapping[str, Any] | None = None
-    prompt_average: str = "cosine"
+    prompt_average: PromptAverage = "cosine"
 
     def __post_init__(self) -> None:
         if self.classes is not None and self.classes_file is not None:
