@@ -24,7 +24,7 @@ from torch import nn
 from epg_core import DataError, UsageError
 
 from .._progress import Counter, Progress
-from ..models import RunOptions, checkpoint_names, find_checkpoints, is_onnx_path
+from ..models import RunOptions, torch_checkpoints
 from ..models._architectures import load_checkpoint, load_weights
 from ..models._preprocessing import resolve_classes
 from ..models._setup import load_for_run
@@ -171,11 +171,7 @@ def attribute(  # noqa: C901 - the driver: load, plan, resume, batch, store per 
     foreign = out.exists() and not is_attributions_file(out)  # replaced (force) on the first write
     if opts.threads > 0:
         torch.set_num_threads(opts.threads)
-    paths = find_checkpoints(checkpoints)
-    if any(is_onnx_path(p) for p in paths):
-        raise UsageError(f"{next(p for p in paths if is_onnx_path(p))}: attributions need gradients of the torch "
-                         "model; give checkpoints, not .onnx files")
-    names = checkpoint_names(paths)
+    paths, names = torch_checkpoints(checkpoints, "attributions need gradients of the torch model")
     model_name = opts.model_name or opts.architecture.rsplit(":", 1)[-1]
     sources = input_sources(list(inputs), opts.sequences)
     seqs = {name: (source, seq) for source in sources for name, seq in source.sequences.items()}

@@ -18,6 +18,7 @@ from ._checkpoints import find_checkpoints as find_checkpoints
 from ._checkpoints import is_hf_folder as is_hf_folder
 from ._checkpoints import is_onnx_path as is_onnx_path
 from ._checkpoints import natural_sorted as natural_sorted
+from ._checkpoints import torch_checkpoints as torch_checkpoints
 from ._clip import ClipText as ClipText
 from ._clip import load_clip_text as load_clip_text
 from ._clip import predict_clip as predict_clip
@@ -120,7 +121,8 @@ __getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 __all__ = [
     "Progress", "CHECKPOINT_SUFFIXES", "LIST_SUFFIXES", "ONNX_SUFFIXES", "checkpoint_names", "find_checkpoints",
-    "is_hf_folder", "is_onnx_path", "natural_sorted", "ClipText", "load_clip_text", "predict_clip", "prompt_block",
+    "is_hf_folder", "is_onnx_path", "natural_sorted",
+    "torch_checkpoints", "ClipText", "load_clip_text", "predict_clip", "prompt_block",
     "read_prompts", "text_path", "InputSource", "collect_inputs", "PredictResult", "output_classes", "predict",
     "PREPROCESSING_OPTIONS", "contradictions", "preprocessing_from_hf", "read_classes_file", "resolve_classes",
     "resolve_preprocessing", "RunOptions", "run_preprocessing", "DEFAULT_ATOL", "OUTPUT_KINDS", "OnnxRunner",

@@ -22,8 +22,8 @@ from ._spec import Preprocessing
 if TYPE_CHECKING:  # this module stays importable without torch (the ``onnx`` extra)
     import torch
 
-__all__ = ["Checkpoint", "ONNX_SUFFIXES", "LIST_SUFFIXES", "CHECKPOINT_SUFFIXES", "is_onnx_path", "is_hf_folder",
-           "natural_sorted", "find_checkpoints", "checkpoint_names"]
+__all__ = ["Checkpoint", "torch_checkpoints", "ONNX_SUFFIXES", "LIST_SUFFIXES", "CHECKPOINT_SUFFIXES", "is_onnx_path",
+           "is_hf_folder", "natural_sorted", "find_checkpoints", "checkpoint_names"]
 
 ONNX_SUFFIXES = (".onnx",)
 LIST_SUFFIXES = (".txt", ".list", ".lst")
@@ -137,3 +137,14 @@ class Checkpoint:
     preprocessing: Preprocessing | None = None
     classes: list[str] | None = None
     layout: str = "state_dict"
+
+
+def torch_checkpoints(checkpoints: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                      why: str) -> tuple[list[Path], list[str]]:
+    """The checkpoint files (and their short names) of a command that needs torch weights; an ``.onnx`` file is
+    refused with one line saying ``why`` (sweep and attribute share this)."""
+    paths = find_checkpoints(checkpoints)
+    onnx = next((p for p in paths if is_onnx_path(p)), None)
+    if onnx is not None:
+        raise UsageError(f"{onnx}: {why}; give checkpoints, not .onnx files")
+    return paths, checkpoint_names(paths)

@@ -33,7 +33,7 @@ from .._images import natural_key
 from .._progress import Counter, Progress
 from ..executors import ExecutorOptions
 from ._architectures import load_checkpoint, load_weights
-from ._checkpoints import checkpoint_names, find_checkpoints, is_onnx_path
+from ._checkpoints import torch_checkpoints
 from ._export import export_model, torch_outputs, verify_export
 from ._inputs import InputSource, collect_inputs
 from ._predict import n_outputs, provenance, text_matrix
@@ -203,11 +203,7 @@ def sweep(  # noqa: C901 - the driver: plan, export, probe the swap, run locally
     out = Path(out)
     if opts.threads > 0:
         torch.set_num_threads(opts.threads)
-    paths = find_checkpoints(checkpoints)
-    if any(is_onnx_path(p) for p in paths):
-        raise UsageError(f"{next(p for p in paths if is_onnx_path(p))}: a sweep swaps torch weights; "
-                         "give checkpoints, not .onnx files")
-    names = checkpoint_names(paths)
+    paths, names = torch_checkpoints(checkpoints, "a sweep swaps torch weights")
     model_name = opts.model_name or opts.architecture.rsplit(":", 1)[-1]
     sources = input_sources(inputs, opts.sequences)
     seqs = {name: seq for s in sources for name, seq in s.sequences.items()}
