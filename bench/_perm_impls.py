@@ -130,7 +130,7 @@ def run_epg(case: Case, quick: bool, x64: bool, with_bound: bool) -> dict[str, A
 
     jax.config.update("jax_enable_x64", x64)
     import epg_core
-    from epg_core import _permutation as perm_module
+    import epg_core._permutation._sets as perm_module
 
     dtype = np.float64 if x64 else np.float32
     y = make_curves(case.n_curves, case.n_steps).astype(dtype)

@@ -28,7 +28,7 @@ JAX's float32 / float64 modes never mix):
 - ``epg32`` / ``epg64``: ``epg_core.permutation_test`` in float32 (default) and with ``jax_enable_x64``.
   The first call (compile + permutation generation) is timed separately; the reported time is the median
   of >= 5 warm calls (quick: >= 1, within a budget); "incl. perm. gen." is a warm call after
-  ``epg_core._permutation.clear_cache()`` (or, if there is none, with a fresh seed); the compile time is
+  ``epg_core._permutation._engine.clear_cache()`` (or, if there is none, with a fresh seed); the compile time is
   first call minus that.
 
 Compute lower bound (``bound`` row, measured inside the ``epg32`` subprocess, after its peak memory was

@@ -36,7 +36,7 @@ def force_option(func: F) -> F:
 
 def refuse_foreign_outputs(outputs: Mapping[Any, str], force: bool) -> None:
     """Refuse (exit 2, naming --force) an existing output path epg did not write as that kind (see
-    ``epg_core._guard``); checked before anything is written. With ``force`` such HDF5 files are removed (the
+    ``epg_core._formats._guard``); checked before anything is written. With ``force`` such HDF5 files are removed (the
     command writes a new one) and every other kind is replaced atomically by its writer."""
     from epg_core import discard_foreign, refuse_foreign
 

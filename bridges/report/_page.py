@@ -154,7 +154,7 @@ def write_page(study: Study, figures: Figures, out_dir: Path) -> Path:
     table, caption = scores_table(study.rows, study.options.max_table_rows)
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        '<meta name="generator" content="epg report">',  # epg_core._guard.REPORT_MARKER: a rerun may replace it
+        '<meta name="generator" content="epg report">',  # epg_core REPORT_MARKER: a rerun may replace it
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>{html.escape(study.options.title)}</title><style>{CSS}</style></head><body>",
         _header(study), _verdict(study, figures),

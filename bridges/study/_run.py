@@ -190,7 +190,7 @@ def executor_options(study: Study, executor: str | None, ray_address: str | None
 
 
 def study_outputs(study: Study) -> dict[Path, str]:
-    """Every path a run of ``study`` writes, with the kind of epg output it is (for ``epg_core._guard``)."""
+    """Every path a run of ``study`` writes, with the kind of epg output it is (for ``epg_core._formats._guard``)."""
     return {study.out / "interventions.h5": "interventions", study.out / "outputs.h5": "outputs",
             study.out / "scores.csv": "scores-csv", study.out / "report": "report"}
 

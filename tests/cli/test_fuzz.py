@@ -1008,7 +1008,7 @@ def test_a_curve_of_three_million_steps_is_refused_before_allocating() -> None:
 def test_what_counts_as_epg_output(project: Path, tmp_path: Path) -> None:
     """``written_by_epg`` for each kind: epg's own files pass, look-alikes and other kinds do not."""
     from epg_bridges.demo import study_template
-    from epg_core._guard import written_by_epg
+    from epg_core._formats._guard import written_by_epg
 
     assert written_by_epg(project / "iv.h5", "interventions") and not written_by_epg(project / "iv.h5", "outputs")
     assert written_by_epg(project / "out.h5", "outputs") and not written_by_epg(project / "out.h5", "scores-csv")

@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import mannwhitneyu
 
 import epg_core as E
-from epg_core._flip_task import roc_curve
+from epg_core._scoring._flip_task import roc_curve
 
 
 def _brute_force_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:

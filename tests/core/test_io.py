@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from helpers import set_h5_attr
 
-import epg_core._atomic as atomic_module
-import epg_core._io_common as common_module
-import epg_core._io_outputs as outputs_module
+import epg_core._formats._atomic as atomic_module
+import epg_core._formats._common as common_module
+import epg_core._formats._outputs as outputs_module
 from epg_core import (
     DataError,
     EpgError,
@@ -40,7 +40,7 @@ from epg_core import (
     write_outputs,
     write_scores,
 )
-from epg_core._atomic import write_bytes_atomic
+from epg_core._formats._atomic import write_bytes_atomic
 
 
 def _sequence(n: int = 5, size: int = 8, seed: int = 0, **attrs: object) -> InterventionSequence:

@@ -12,7 +12,7 @@ import pytest
 import scipy.stats
 
 import epg_core as E
-from epg_core import _perm_scan
+from epg_core._permutation import _scan as _perm_scan
 
 pytestmark = pytest.mark.usefixtures("x64")  # float64 oracles: a float64 scope per test
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import epg_core as E
-from epg_core._perm_bounds import boundaries, realised_risk, stop_pvalue
+from epg_core._permutation._bounds import boundaries, realised_risk, stop_pvalue
 from tests.helpers import one_line_error, run_cli
 
 

@@ -34,7 +34,7 @@ from epg_core import (
     write_outputs,
     write_shard,
 )
-from epg_core._atomic import file_lock
+from epg_core._formats._atomic import file_lock
 
 N, C = 11, 40
 

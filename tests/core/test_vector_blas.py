@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import epg_core as E
-from epg_core._perm_kernels import MAX_TABLE_STEPS, host_pair_table, relabel_table
-from epg_core._permutation import normalise
+from epg_core._permutation._engine import normalise
+from epg_core._permutation._kernels import MAX_TABLE_STEPS, host_pair_table, relabel_table
 
 
 def _smooth_vectors(b: int, n: int, c: int, seed: int = 0) -> np.ndarray:

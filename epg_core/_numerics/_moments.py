@@ -15,11 +15,11 @@ import jax
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from epg_core._derivative import check_grid
 from epg_core._errors import DataError, UsageError
-from epg_core._perm_kernels import CLASS_CHUNK, MAX_TABLE_STEPS, Kernel, make_epg_kernel
-from epg_core._perm_scan import blocks, curves_last, pad_rows
-from epg_core._permutation import as_curves, kernel_inputs, normalise, resolve_dtype, use_precision
+from epg_core._numerics._derivative import check_grid
+from epg_core._permutation._engine import as_curves, kernel_inputs, normalise, resolve_dtype, use_precision
+from epg_core._permutation._kernels import CLASS_CHUNK, MAX_TABLE_STEPS, Kernel, make_epg_kernel
+from epg_core._permutation._scan import blocks, curves_last, pad_rows
 
 
 class Moments(NamedTuple):

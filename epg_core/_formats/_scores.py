@@ -9,11 +9,11 @@ from typing import Any
 import h5py
 import numpy as np
 
-from epg_core._atomic import file_lock
 from epg_core._errors import DataError, UsageError
-from epg_core._io_common import OUTPUTS_FORMAT, SCORES, as_path, check_budget, reading
-from epg_core._io_outputs import _rebuilt_outputs
-from epg_core._store import fold_locked, require_writable
+from epg_core._formats._atomic import file_lock
+from epg_core._formats._common import OUTPUTS_FORMAT, SCORES, as_path, check_budget, reading
+from epg_core._formats._outputs import _rebuilt_outputs
+from epg_core._formats._store import fold_locked, require_writable
 
 
 def _column_dtype(values: list[Any]) -> np.dtype:
@@ -74,7 +74,7 @@ def read_scores(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     :func:`write_scores`), the scores CSV or the scores Parquet file (told apart by their first bytes); the
     three give the same rows."""
     path = as_path(path)
-    from epg_core._io_tables import read_scores_csv, read_scores_parquet, table_kind
+    from epg_core._formats._tables import read_scores_csv, read_scores_parquet, table_kind
 
     kind = table_kind(path) if path.exists() else "hdf5"
     if kind != "hdf5":

@@ -15,7 +15,7 @@ from typing import Any
 import h5py
 
 from epg_core._errors import DataError
-from epg_core._io_common import (
+from epg_core._formats._common import (
     MODELS,
     OUTPUTS_FORMAT,
     RUN_OPTIONS_ATTR,

@@ -1,7 +1,7 @@
 """Scores tables outside HDF5: reading the scores CSV and the scores Parquet file as typed rows, and telling an
 epg Parquet file from any other without pyarrow.
 
-``read_scores`` (``epg_core._io_scores``) sends every file that is not HDF5 here, so one call returns the same
+``read_scores`` (``epg_core._formats._scores``) sends every file that is not HDF5 here, so one call returns the same
 rows from a CSV, a Parquet file or an outputs file's ``/scores``. pyarrow (the ``tables`` extra) is imported only
 to read Parquet; the core never needs it.
 """

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 
 from epg_core._errors import DataError, UsageError
-from epg_core._io_common import check_finite_outputs, str_list
+from epg_core._formats._common import check_finite_outputs, str_list
 
 PROMPT_DATASET = "prompt_outputs"
 PROMPT_ATTRS = ("prompts", "prompt_classes", "logit_scale")

@@ -20,9 +20,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from epg_core._atomic import file_lock
 from epg_core._errors import DataError, UsageError
-from epg_core._io_common import (
+from epg_core._formats._atomic import file_lock
+from epg_core._formats._common import (
     BLOCK_FIELDS,
     MODELS,
     OUTPUT_KINDS,
@@ -47,7 +47,7 @@ from epg_core._io_common import (
     to_jsonable,
     write_attrs,
 )
-from epg_core._io_prompts import (
+from epg_core._formats._prompts import (
     PROMPT_ATTRS,
     check_prompt_fields,
     pop_prompt_attrs,
@@ -55,8 +55,8 @@ from epg_core._io_prompts import (
     read_prompt_fields,
     write_prompt_dataset,
 )
-from epg_core._io_rebuild import rebuilt_outputs as _rebuilt_outputs
-from epg_core._store import fold_locked, overlay_pending, require_writable
+from epg_core._formats._rebuild import rebuilt_outputs as _rebuilt_outputs
+from epg_core._formats._store import fold_locked, overlay_pending, require_writable
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from epg_core._permutation import permutation_test, use_precision
-from epg_core._score_options import ScoreOptions
-from epg_core._stats import flips, pearson
+from epg_core._numerics._stats import flips, pearson
+from epg_core._permutation._engine import permutation_test, use_precision
+from epg_core._scoring._options import ScoreOptions
 
 # The ``output`` of a row that scores whole output vectors (``all_classes``).
 ALL_CLASSES = "all classes"

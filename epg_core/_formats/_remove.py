@@ -6,10 +6,10 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from epg_core._atomic import file_lock
-from epg_core._io_common import as_path
-from epg_core._io_outputs import _rebuilt_outputs, list_outputs
-from epg_core._store import fold_locked, require_writable
+from epg_core._formats._atomic import file_lock
+from epg_core._formats._common import as_path
+from epg_core._formats._outputs import _rebuilt_outputs, list_outputs
+from epg_core._formats._store import fold_locked, require_writable
 
 
 def remove_outputs(path: str | os.PathLike[str], sequences: Iterable[str], model: str | None = None) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from epg_core._errors import UsageError
-from epg_core._io_tables import is_epg_parquet
+from epg_core._formats._tables import is_epg_parquet
 
 __all__ = ["OutputKind", "REPORT_MARKER", "DEMO_MARKER", "written_by_epg", "refuse_foreign", "discard_foreign",
            "describe_kind"]

@@ -16,8 +16,8 @@ from typing import Any
 
 import h5py
 
-from epg_core._atomic import write_failure
-from epg_core._io_common import FORMAT_VERSION
+from epg_core._formats._atomic import write_failure
+from epg_core._formats._common import FORMAT_VERSION
 
 
 class GuardedFile(io.RawIOBase):

@@ -7,8 +7,8 @@ from typing import Any, Literal
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
-from epg_core._derivative import check_grid, derivative, unit_grid
 from epg_core._errors import DataError, UsageError
+from epg_core._numerics._derivative import check_grid, derivative, unit_grid
 from epg_core._typing import HostOrDevice
 
 Weighting = Literal["mean", "trapezoid"]

@@ -18,10 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from epg_core._derivative import host_plan
 from epg_core._errors import UsageError
-from epg_core._mi import ksg_mi
-from epg_core._stats import cell_widths
+from epg_core._numerics._derivative import host_plan
+from epg_core._numerics._mi import ksg_mi
+from epg_core._numerics._stats import cell_widths
 
 Runs = tuple[tuple[int, int, tuple[int, ...]], ...]
 # Classes added into the distance table per step of its scan (bounds the [pairs, Bb, chunk] intermediate).

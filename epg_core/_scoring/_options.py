@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 
 from epg_core._errors import UsageError
-from epg_core._permutation import ALTERNATIVES, METHODS, PRECISIONS
+from epg_core._permutation._engine import ALTERNATIVES, METHODS, PRECISIONS
 
 __all__ = ["ScoreOptions", "GROUP_BYS", "GROUP_KEYS", "group_keys", "Spacing", "GroupBy", "Alternative",
            "Precision", "Method"]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import h5py
 
-from epg_core._atomic import atomic_path
-from epg_core._io_common import MODELS, OUTPUTS_FORMAT, SCORES, open_checked
-from epg_core._io_guard import h5_write
+from epg_core._formats._atomic import atomic_path
+from epg_core._formats._common import MODELS, OUTPUTS_FORMAT, SCORES, open_checked
+from epg_core._formats._h5_write import h5_write
 
 
 @contextmanager

@@ -16,15 +16,22 @@ from typing import Any
 
 import numpy as np
 
-from epg_core._atomic import atomic_path
 from epg_core._errors import DataError
-from epg_core._fdr import fdr
-from epg_core._score_options import ScoreOptions as ScoreOptions
-from epg_core._scoring_groups import Group, model_groups, resolve_target
-from epg_core._scoring_rows import ALL_CLASSES as ALL_CLASSES
-from epg_core._scoring_rows import DEFAULT_MIN_EFFECT, Curve, aggregate_rows, count_significant, score_batch, verdict_of
-from epg_core._scoring_rows import SCORE_COLUMNS as SCORE_COLUMNS
-from epg_core._selection import Selection
+from epg_core._formats._atomic import atomic_path
+from epg_core._numerics._fdr import fdr
+from epg_core._scoring._groups import Group, model_groups, resolve_target
+from epg_core._scoring._options import ScoreOptions as ScoreOptions
+from epg_core._scoring._rows import ALL_CLASSES as ALL_CLASSES
+from epg_core._scoring._rows import (
+    DEFAULT_MIN_EFFECT,
+    Curve,
+    aggregate_rows,
+    count_significant,
+    score_batch,
+    verdict_of,
+)
+from epg_core._scoring._rows import SCORE_COLUMNS as SCORE_COLUMNS
+from epg_core._scoring._selection import Selection
 
 __all__ = ["ALL_CLASSES", "SCORE_COLUMNS", "ScoreOptions", "Selection", "score_outputs", "write_scores_csv",
            "resolve_target"]

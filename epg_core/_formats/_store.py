@@ -29,9 +29,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from epg_core._atomic import _fsync_dir, atomic_path, file_lock, is_write_failure, shard_dir, write_failure
 from epg_core._errors import DataError, StoreError, UsageError
-from epg_core._io_common import (
+from epg_core._formats._atomic import _fsync_dir, atomic_path, file_lock, is_write_failure, shard_dir, write_failure
+from epg_core._formats._common import (
     MODELS,
     OUTPUTS_FORMAT,
     UID_ATTR,
@@ -44,7 +44,7 @@ from epg_core._io_common import (
     check_name,
     open_checked,
 )
-from epg_core._io_guard import h5_write
+from epg_core._formats._h5_write import h5_write
 
 SHARD_FORMAT = "epg-shard"
 _SHARD_EXT = ".npz"

@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
-from epg_core._perm_bounds import boundaries
-from epg_core._perm_kernels import Kernel, identity
-from epg_core._perm_scan import CHUNK_BYTES, curves_last, observed, pad_rows, to_blocks
+from epg_core._permutation._bounds import boundaries
+from epg_core._permutation._kernels import Kernel, identity
+from epg_core._permutation._scan import CHUNK_BYTES, curves_last, observed, pad_rows, to_blocks
 
 # Curves prepared together on the host (normalised, relabelled, sorted by z-score): bounds host memory.
 SEQ_CURVES = 65_536

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from epg_core._atomic import atomic_path
 from epg_core._errors import UsageError
-from epg_core._io_common import to_jsonable
-from epg_core._io_scores import _column_dtype
-from epg_core._io_tables import PARQUET_FORMAT, PARQUET_FORMAT_KEY, PARQUET_FORMAT_VERSION, REQUIRED_COLUMNS
+from epg_core._formats._atomic import atomic_path
+from epg_core._formats._common import to_jsonable
+from epg_core._formats._scores import _column_dtype
+from epg_core._formats._tables import PARQUET_FORMAT, PARQUET_FORMAT_KEY, PARQUET_FORMAT_VERSION, REQUIRED_COLUMNS
 
 __all__ = ["write_scores_parquet", "scores_arrow_table"]
 

@@ -16,9 +16,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from epg_core._atomic import atomic_path, file_lock
 from epg_core._errors import DataError, UsageError
-from epg_core._io_common import (
+from epg_core._formats._atomic import atomic_path, file_lock
+from epg_core._formats._common import (
     INTERVENTIONS_FORMAT,
     as_path,
     check_budget,
@@ -32,7 +32,7 @@ from epg_core._io_common import (
     reading,
     write_attrs,
 )
-from epg_core._io_guard import h5_write
+from epg_core._formats._h5_write import h5_write
 
 
 @dataclass(frozen=True)

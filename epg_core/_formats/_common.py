@@ -17,8 +17,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from epg_core._atomic import file_lock
 from epg_core._errors import DataError, MissingFileError, UsageError
+from epg_core._formats._atomic import file_lock
 
 INTERVENTIONS_FORMAT = "epg-interventions"
 OUTPUTS_FORMAT = "epg-outputs"

@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from epg_core._derivative import check_curves, check_grid
 from epg_core._errors import DataError, UsageError
-from epg_core._perm_kernels import (
+from epg_core._numerics._derivative import check_curves, check_grid
+from epg_core._permutation._kernels import (
     CLASS_CHUNK,
     Kernel,
     callable_kernel,
@@ -37,10 +37,10 @@ from epg_core._perm_kernels import (
     pearson_kernel,
     unit_norm_grid,
 )
-from epg_core._perm_scan import CHUNK_BYTES as CHUNK_BYTES
-from epg_core._perm_scan import blocks, pad_rows, perm_chunk, run_chunk, scan_inputs
-from epg_core._perm_sequential import SEQ_CURVES, run_sequential
-from epg_core._perm_sets import all_permutations, random_permutations, relabellings
+from epg_core._permutation._scan import CHUNK_BYTES as CHUNK_BYTES
+from epg_core._permutation._scan import blocks, pad_rows, perm_chunk, run_chunk, scan_inputs
+from epg_core._permutation._sequential import SEQ_CURVES, run_sequential
+from epg_core._permutation._sets import all_permutations, random_permutations, relabellings
 
 Alternative = Literal["two-sided", "less", "greater", "centered"]
 Precision = Literal["float32", "float64"]

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from epg_core._errors import DataError, UsageError
-from epg_core._io_outputs import OutputsBlock, iter_outputs, list_outputs, read_outputs
-from epg_core._score_options import GROUP_KEYS, ScoreOptions, group_keys
-from epg_core._scoring_rows import Curve, base_row
-from epg_core._selection import Selection
+from epg_core._formats._outputs import OutputsBlock, iter_outputs, list_outputs, read_outputs
+from epg_core._scoring._options import GROUP_KEYS, ScoreOptions, group_keys
+from epg_core._scoring._rows import Curve, base_row
+from epg_core._scoring._selection import Selection
 
 # Bytes of outputs read at once (one checkpoint chunk of one sequence).
 READ_BYTES = 32 << 20

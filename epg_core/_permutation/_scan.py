@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
-from epg_core._perm_kernels import Kernel
+from epg_core._permutation._kernels import Kernel
 
 # Bytes of the gathered intermediate of one scan step ([P perms, N steps, Bb curves(, C)]).
 CHUNK_BYTES = 512 << 10

@@ -16,7 +16,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from epg_core._errors import DataError, UsageError
-from epg_core._fornberg import _is_traced, fornberg_table
+from epg_core._numerics._fornberg import _is_traced, fornberg_table
 from epg_core._typing import HostOrDevice
 
 Scheme = Literal["central", "forward", "backward"]
