@@ -38,10 +38,19 @@ VERDICT_COLUMNS = ["verdict", "model", "property", "label", "output", "epg", "ef
                    "n_curves"]
 
 
+def tested_columns(columns: list[str], rows: list[dict[str, Any]]) -> list[str]:
+    """``columns`` with the tested statistic's name and value before ``pvalue`` when it is not EPG."""
+    if all(r.get("statistic", "epg") == "epg" for r in rows) or "pvalue" not in columns:
+        return columns
+    at = columns.index("pvalue")
+    return [*columns[:at], "statistic", "value", *columns[at:]]
+
+
 def verdict_columns(rows: list[dict[str, Any]]) -> list[str]:
-    """The verdict table's columns (``label`` only when the groups have labels)."""
-    return [c for c in VERDICT_COLUMNS if c != "label" or any(r.get("label") and r["aggregate"] != "none"
-                                                               for r in rows)]
+    """The verdict table's columns (``label`` only when the groups have labels; the tested statistic when it
+    is not EPG)."""
+    return tested_columns([c for c in VERDICT_COLUMNS if c != "label" or any(
+        r.get("label") and r["aggregate"] != "none" for r in rows)], rows)
 
 
 @click.command()
@@ -65,6 +74,7 @@ def score(outputs: Path, out: Path | None, show_rows: int, quiet: bool, force: b
         epg score outputs.h5 --group-by property --spacing values --permutations 10000
         epg score outputs.h5 -o scores.parquet
         epg score outputs.h5 --method sequential --risk 1e-3   # stop each curve once its decision is settled
+        epg score outputs.h5 --statistic mi --statistic-option k=3   # test mutual information instead of EPG
     """
     from tqdm import tqdm
 
@@ -93,7 +103,8 @@ def score(outputs: Path, out: Path | None, show_rows: int, quiet: bool, force: b
     curves = [r for r in rows if r["aggregate"] == "none"]
     n_sig = sum(r["significant"] for r in curves)
     n_small = sum(r["verdict"] == "negligible" for r in curves)
-    click.echo(f"{len(curves)} curves, {n_sig} significant at {alpha} ({alternative}, K={n_permutations}"
+    tested = "" if opts.statistic == "epg" else f"{opts.statistic} test, "
+    click.echo(f"{len(curves)} curves, {n_sig} significant at {alpha} ({tested}{alternative}, K={n_permutations}"
                f"{', BH-FDR' if use_fdr else ''}), {n_small} of them with a negligible effect")
     if opts.group_by != "none":
         click.echo("verdict: the mean curve of each model x group at the model's last checkpoint")
@@ -101,7 +112,7 @@ def score(outputs: Path, out: Path | None, show_rows: int, quiet: bool, force: b
         echo_table(verdict, verdict_columns(verdict))
         click.echo(f"every row (per curve, per group, per checkpoint) is in {csv_path}")
         return
-    echo_table(rows[:show_rows], SHORT_COLUMNS)
+    echo_table(rows[:show_rows], tested_columns(SHORT_COLUMNS, rows))
     if len(rows) > show_rows:
         click.echo(f"... {len(rows) - show_rows} more rows in {csv_path}")
 

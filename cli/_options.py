@@ -117,7 +117,27 @@ def scoring_options(func: F) -> F:
                         show_default=True, metavar="R",
                         help="Resampling risk of --method sequential: the chance that a decision differs from "
                              "the one infinitely many shuffles would give.")(func)
+    func = click.option("--statistic", default="epg", show_default=True, metavar="NAME",
+                        help="The tested statistic: epg, pearson, mi, one registered with "
+                             "epg_core.register_statistic, or your own Statistic subclass as package.module:Class. "
+                             "pvalue, verdict and value are its test; the epg column stays EPG.")(func)
+    func = click.option("--statistic-option", "statistic_options", multiple=True, metavar="KEY=VALUE",
+                        help="An option of the statistic (repeatable), e.g. k=3 for mi, weighting=trapezoid for "
+                             "epg.")(func)
     return permutation_options(precision_option(func))
+
+
+def key_values(pairs: Sequence[str], option: str) -> tuple[tuple[str, str], ...]:
+    """``KEY=VALUE`` strings as (key, value) pairs; one usage line names a malformed one."""
+    from ._errors import CliUsageError
+
+    out = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CliUsageError(f"{option} {pair!r}: expected KEY=VALUE")
+        out.append((key.strip(), value))
+    return tuple(out)
 
 
 def precision_option(func: F) -> F:
@@ -137,7 +157,9 @@ def score_options_from(kwargs: dict[str, Any]) -> ScoreOptions:
                         spacing=kwargs.pop("spacing"), group_by=group_by, use_fdr=kwargs.pop("use_fdr"),
                         precision=kwargs.pop("precision"), n_permutations=kwargs.pop("n_permutations"),
                         alternative=kwargs.pop("alternative"), alpha=kwargs.pop("alpha"), seed=kwargs.pop("seed"),
-                        min_effect=kwargs.pop("min_effect"), method=kwargs.pop("method"), risk=kwargs.pop("risk"))
+                        min_effect=kwargs.pop("min_effect"), method=kwargs.pop("method"), risk=kwargs.pop("risk"),
+                        statistic=kwargs.pop("statistic"),
+                        statistic_options=key_values(kwargs.pop("statistic_options"), "--statistic-option"))
 
 
 def out_option(help_text: str, *, default: Any = None, file: bool = True, extra_names: Sequence[str] = ()) -> Any:

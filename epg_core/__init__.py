@@ -76,12 +76,19 @@ from epg_core._scoring._rows import verdict_rows as verdict_rows
 from epg_core._scoring._score import score_outputs as score_outputs
 from epg_core._scoring._score import write_scores_csv as write_scores_csv
 from epg_core._scoring._selection import Selection as Selection
+from epg_core._statistics._base import Statistic as Statistic
+from epg_core._statistics._base import StatisticSetup as StatisticSetup
+from epg_core._statistics._lookup import get_statistic as get_statistic
+from epg_core._statistics._lookup import register_statistic as register_statistic
+from epg_core._statistics._lookup import statistic_names as statistic_names
 
 __all__ = [
     # numerics
     "fornberg_weights", "derivative", "epg", "mean_gradient", "pearson", "flips", "flip_points",
     "permutation_moments", "Moments", "ksg_mi", "fdr", "FDRResult", "flip_task", "FlipTaskResult", "example_curves",
     "ExampleCurve",
+    # tested statistics (the registry)
+    "Statistic", "StatisticSetup", "statistic_names", "get_statistic", "register_statistic",
     # the shuffle test
     "permutation_test", "PermutationResult", "use_precision", "Alternative", "Precision",
     # scoring

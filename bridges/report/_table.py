@@ -108,7 +108,8 @@ def verdict_table(study: Study) -> tuple[str, str, list[str]]:
 def _settings(study: Study) -> str:
     o = study.options.score
     fdr = ", Benjamini-Hochberg FDR over the study" if o.use_fdr else ""
-    return (f"α = {o.alpha:g}, {o.alternative} shuffle test, K = {o.n_permutations:,}, "
+    tested = "" if o.statistic == "epg" else f" of {o.statistic} (not EPG: p-values and verdicts test it)"
+    return (f"α = {o.alpha:g}, {o.alternative} shuffle test{tested}, K = {o.n_permutations:,}, "
             f"{'unit steps' if o.spacing == 'step' else 'property values'} as the grid{fdr}")
 
 

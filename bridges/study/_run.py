@@ -24,7 +24,7 @@ from ._state import State, file_stamp, fingerprint
 
 Say = Callable[[str], None]
 SCORE_KEYS = {"target", "spacing", "group_by", "n_permutations", "alternative", "seed", "alpha", "fdr",
-              "all_classes", "precision", "min_effect", "method", "risk"}
+              "all_classes", "precision", "min_effect", "method", "risk", "statistic", "statistic_options"}
 
 
 @dataclass

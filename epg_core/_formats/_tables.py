@@ -32,7 +32,7 @@ REQUIRED_COLUMNS = ("model", "sequence", "epg", "pvalue")
 #: Columns that hold names: always text when read back from a CSV, even where every value looks like a number
 #: (a checkpoint called "3", an image called "007"). Every other column is typed by its values.
 TEXT_COLUMNS = frozenset({"model", "checkpoint", "sequence", "property", "image", "label", "aggregate", "output",
-                          "alternative", "spacing", "correction", "note", "verdict"})
+                          "alternative", "spacing", "correction", "note", "verdict", "statistic"})
 # The footer of a Parquet file is thrift metadata; more than this is no scores table of ours.
 _MAX_FOOTER = 64 << 20
 

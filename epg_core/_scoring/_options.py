@@ -3,13 +3,15 @@ so that every scoring module can import them without importing each other."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from epg_core._errors import UsageError
 from epg_core._permutation._engine import ALTERNATIVES, METHODS, PRECISIONS
+from epg_core._statistics._lookup import get_statistic
 
 __all__ = ["ScoreOptions", "GROUP_BYS", "GROUP_KEYS", "group_keys", "Spacing", "GroupBy", "Alternative",
            "Precision", "Method"]
@@ -48,7 +50,9 @@ class ScoreOptions:
     "property", "image", "label" ("property,label": one group per property and label): grouped rows with both
     aggregates of the paper (``mean_curve``: EPG of the mean outputs; ``mean_epg``: mean and SD of the
     per-curve EPGs). ``all_classes``: one vector curve (all outputs) per row instead of one class.
-    ``precision``: "float32" or "float64" for the shuffle test. ``min_effect``: an effect (max - min of the
+    ``precision``: "float32" or "float64" for the shuffle test. ``statistic``: the tested statistic, any
+    registered name (``statistic_names()``; the ``pvalue``, ``verdict`` and ``value`` columns are its test),
+    with ``statistic_options`` as (name, value) pairs. ``min_effect``: an effect (max - min of the
     output along the steps) below it is negligible (None: 0.01 for probabilities and cosine, off for logits).
     """
 
@@ -67,6 +71,8 @@ class ScoreOptions:
     min_effect: float | None = None
     method: Method = "fixed"  # "sequential": stop each curve's shuffles once its decision is settled (risk)
     risk: float = 1e-3
+    statistic: str = "epg"
+    statistic_options: tuple[tuple[str, Any], ...] | Mapping[str, Any] = ()  # checked(): sorted pairs
 
     def checked(self) -> ScoreOptions:
         """The options with v1 aliases resolved; a UsageError naming the first bad value."""
@@ -86,6 +92,13 @@ class ScoreOptions:
             raise UsageError(f"risk must be in (0, 1), got {self.risk}")
         if self.method == "sequential" and self.alternative == "centered":
             raise UsageError("method 'sequential' has no 'centered' alternative; use method 'fixed'")
+        stat = get_statistic(self.statistic)()
+        options = stat.checked_options(dict(self.statistic_options))
+        if self.all_classes and not stat.vector:
+            raise UsageError(f"statistic {self.statistic!r} needs one output per step; all_classes (whole output "
+                             "vectors) works with epg only")
         if self.n_permutations < 1 or self.checkpoint_chunk < 1:
             raise UsageError("n_permutations and checkpoint_chunk must be >= 1")
-        return ScoreOptions(**{**self.__dict__, "group_by": group_by, "mean_over_sequences": False})
+        explicit = tuple(sorted((k, options[k]) for k in dict(self.statistic_options)))
+        return ScoreOptions(**{**self.__dict__, "group_by": group_by, "mean_over_sequences": False,
+                               "statistic_options": explicit})

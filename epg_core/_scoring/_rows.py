@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from epg_core._numerics._stats import flips, pearson
+from epg_core._numerics._stats import epg, flips, pearson
 from epg_core._permutation._engine import permutation_test, use_precision
 from epg_core._scoring._options import ScoreOptions
 
@@ -15,9 +15,9 @@ from epg_core._scoring._options import ScoreOptions
 ALL_CLASSES = "all classes"
 SCORE_COLUMNS = (
     "model", "checkpoint", "checkpoint_index", "sequence", "property", "image", "label", "aggregate", "n_curves",
-    "n_significant", "output", "epg", "epg_sd", "effect", "pvalue", "qvalue", "significant", "negligible",
-    "verdict", "flips", "pearson", "zscore", "ratio", "n_steps", "n_permutations", "n_used", "alternative", "seed",
-    "spacing", "min_effect", "correction", "note",
+    "n_significant", "output", "epg", "epg_sd", "effect", "statistic", "value", "pvalue", "qvalue", "significant",
+    "negligible", "verdict", "flips", "pearson", "zscore", "ratio", "n_steps", "n_permutations", "n_used",
+    "alternative", "seed", "spacing", "min_effect", "correction", "note",
 )
 #: Default ``min_effect`` per output kind: an effect below it is negligible (logits have no common scale: off).
 DEFAULT_MIN_EFFECT = {"probabilities": 0.01, "cosine": 0.01, "logits": 0.0}
@@ -67,13 +67,16 @@ def score_batch(batch: list[Curve], opts: ScoreOptions) -> list[dict[str, Any]]:
     vector = y.ndim == 3
     res = permutation_test(y, grid, n_permutations=opts.n_permutations, alternative=opts.alternative,
                            seed=opts.seed, alpha=opts.alpha, class_axis=-1 if vector else None,
-                           precision=opts.precision, method=opts.method, risk=opts.risk)
+                           precision=opts.precision, method=opts.method, risk=opts.risk,
+                           statistic=opts.statistic, **dict(opts.statistic_options))
     with use_precision(opts.precision):
         rho = np.full(len(batch), np.nan) if vector else np.asarray(pearson(y, grid), np.float64)
+        # the epg column is always EPG: the tested value itself when EPG is the statistic
+        epgs = res.statistic if opts.statistic == "epg" else np.asarray(epg(y, grid), np.float64)
     assert res.zscore is not None and res.ratio is not None
     effect = effect_size(y)
-    return [{**c.row, "epg": float(res.statistic[i]), "epg_sd": float("nan"), "effect": float(effect[i]),
-             "pvalue": float(res.pvalue[i]),
+    return [{**c.row, "epg": float(epgs[i]), "epg_sd": float("nan"), "effect": float(effect[i]),
+             "statistic": opts.statistic, "value": float(res.statistic[i]), "pvalue": float(res.pvalue[i]),
              "pearson": float(rho[i]), "zscore": float(res.zscore[i]), "ratio": float(res.ratio[i]),
              "n_permutations": int(res.n_permutations), "n_significant": 0,
              "n_used": int(res.n_used[i]) if res.n_used is not None else int(res.n_permutations)}
@@ -100,7 +103,8 @@ def aggregate_rows(rows: list[dict[str, Any]], opts: ScoreOptions) -> list[dict[
         ref = means[key]
         out.append({**ref, "aggregate": "mean_epg", "n_curves": len(members), "epg": float(epgs.mean()),
                     "epg_sd": float(epgs.std(ddof=1)) if len(epgs) > 1 else 0.0,
-                    "effect": float(np.mean([r["effect"] for r in members])), "pvalue": float("nan"),
+                    "effect": float(np.mean([r["effect"] for r in members])), "statistic": "epg",
+                    "value": float(epgs.mean()), "pvalue": float("nan"),
                     "flips": int(sum(r["flips"] for r in members)), "pearson": float("nan"),
                     "zscore": float("nan"), "ratio": _nanmean([r["ratio"] for r in members]),
                     "n_permutations": 0, "n_used": 0})

@@ -1,0 +1,72 @@
+"""Finding a statistic by name: the built-ins of ``_registry`` (imported on first use) and the user's own."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from jaxtyping import Array
+
+from epg_core._errors import UsageError
+from epg_core._statistics._base import Statistic
+from epg_core._statistics._registry import BUILTIN
+from epg_core._statistics.function import FunctionStatistic
+
+__all__ = ["statistic_names", "get_statistic", "register_statistic", "resolve_statistic"]
+
+_REGISTERED: dict[str, type[Statistic]] = {}
+
+
+def statistic_names() -> tuple[str, ...]:
+    """Every registered statistic name: the built-ins, then the user's own in registration order."""
+    return (*BUILTIN, *(n for n in _REGISTERED if n not in BUILTIN))
+
+
+def register_statistic(cls: type[Statistic]) -> type[Statistic]:
+    """Register the user's own :class:`Statistic` subclass under ``cls.name`` (usable as a decorator); a name
+    already taken by another class is refused (registering the same class again is a no-op)."""
+    if not (isinstance(cls, type) and issubclass(cls, Statistic)) or not cls.name:
+        raise UsageError("register_statistic takes a Statistic subclass with a name")
+    if cls.name in BUILTIN or _REGISTERED.get(cls.name, cls) is not cls:
+        raise UsageError(f"a statistic named {cls.name!r} is already registered")
+    _REGISTERED[cls.name] = cls
+    return cls
+
+
+def get_statistic(name: str) -> type[Statistic]:
+    """The class of a registered statistic; a UsageError lists the names."""
+    if name in BUILTIN:
+        module, cls = BUILTIN[name].split(":")
+        found: type[Statistic] = getattr(importlib.import_module(f"epg_core._statistics.{module}"), cls)
+        return found
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    if ":" in name:
+        return _import_statistic(name)
+    raise UsageError(f"unknown statistic {name!r}; use one of {', '.join(statistic_names())} or your own "
+                     "Statistic subclass as package.module:Class")
+
+
+def _import_statistic(name: str) -> type[Statistic]:
+    """The user's own ``package.module:Class`` (a :class:`Statistic` subclass), registered under its name."""
+    module, _, cls = name.partition(":")
+    try:
+        found = getattr(importlib.import_module(module), cls)
+    except ImportError as exc:
+        raise UsageError(f"statistic {name!r}: cannot import module {module!r} ({exc})") from None
+    except AttributeError:
+        raise UsageError(f"statistic {name!r}: module {module!r} has no {cls!r}") from None
+    if not (isinstance(found, type) and issubclass(found, Statistic)):
+        raise UsageError(f"statistic {name!r} is not a subclass of epg_core.Statistic")
+    return found
+
+
+def resolve_statistic(statistic: str | Statistic | Callable[..., Array]) -> Statistic:
+    """A statistic instance from a registered name, an instance, or a callable ``f(y, x, **options)``."""
+    if isinstance(statistic, Statistic):
+        return statistic
+    if isinstance(statistic, str):
+        return get_statistic(statistic)()
+    if callable(statistic):
+        return FunctionStatistic(statistic)
+    raise UsageError(f"a statistic is a registered name, a Statistic or a callable, got {type(statistic).__name__}")

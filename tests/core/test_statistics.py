@@ -1,0 +1,127 @@
+"""Statistics as plug-ins: the registry, a user's statistic in one class plus one line, and the scores table
+testing any registered statistic (oracles: full enumeration with scipy's Pearson, np.gradient)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, ClassVar
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jaxtyping import Array
+from scipy import stats as sps
+from small_outputs import small_outputs
+
+import epg_core as E
+from epg_core._permutation._kernels import callable_kernel
+from epg_core._statistics._registry import BUILTIN
+
+
+class Slope(E.Statistic):
+    """|least-squares slope| of the curve on the grid: a user's statistic (not affine invariant in scale)."""
+
+    name: ClassVar[str] = "test-slope"
+    summary: ClassVar[str] = "absolute least-squares slope"
+
+    def setup(self, n: int, grid: np.ndarray, x: np.ndarray | None, vector: bool, dtype: np.dtype, norm: str,
+              options: dict[str, Any]) -> E.StatisticSetup:
+        def slope(y: Array, g: Array) -> Array:
+            gc = g - g.mean()
+            return jnp.abs(jnp.sum(gc * (y - y.mean())) / jnp.sum(gc * gc))
+
+        return E.StatisticSetup(callable_kernel(slope, ()), (jnp.asarray(grid, dtype),), False, False,
+                                lambda z: np.zeros(z.shape[0]))
+
+
+def test_the_registry_lists_each_built_in_under_its_own_name() -> None:
+    assert E.statistic_names()[:len(BUILTIN)] == tuple(BUILTIN) == ("epg", "pearson", "mi")
+    for name in BUILTIN:
+        cls = E.get_statistic(name)
+        assert issubclass(cls, E.Statistic) and cls.name == name and cls.summary
+    with pytest.raises(E.UsageError, match="unknown statistic 'nope'; use one of epg, pearson, mi"):
+        E.get_statistic("nope")
+
+
+def test_pearson_by_name_equals_full_enumeration_with_scipy() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.random((6, 7))
+    y[0] = np.linspace(0, 1, 7) + 0.05 * rng.random(7)  # a clear trend
+    res = E.permutation_test(y, statistic="pearson", exact=True, alternative="greater", precision="float64")
+    for i, curve in enumerate(y):
+        r_obs = sps.pearsonr(np.arange(7), curve).statistic
+        null = np.array([sps.pearsonr(np.arange(7), curve[list(p)]).statistic
+                         for p in itertools.permutations(range(7))])
+        assert res.statistic[i] == pytest.approx(r_obs, abs=1e-12)
+        assert res.pvalue[i] == pytest.approx(np.mean(null >= r_obs - 1e-12), abs=1e-12)
+
+
+def test_a_users_statistic_is_one_class_and_one_line(tmp_path: Path) -> None:
+    E.register_statistic(Slope)  # the one line
+    assert "test-slope" in E.statistic_names()
+    E.register_statistic(Slope)  # again: a no-op
+    y = np.random.default_rng(1).random((4, 6))
+    res = E.permutation_test(y, statistic="test-slope", exact=True, alternative="greater", precision="float64")
+    grid = np.arange(6.0)
+    for i, curve in enumerate(y):
+        obs = abs(np.polyfit(grid, curve, 1)[0])
+        null = np.array([abs(np.polyfit(grid, curve[list(p)], 1)[0]) for p in itertools.permutations(range(6))])
+        assert res.statistic[i] == pytest.approx(obs, rel=1e-10)
+        assert res.pvalue[i] == pytest.approx(np.mean(null >= obs * (1 - 1e-10)), abs=1e-12)
+
+    class Other(Slope):
+        name: ClassVar[str] = "test-slope"
+
+    with pytest.raises(E.UsageError, match="already registered"):
+        E.register_statistic(Other)
+    with pytest.raises(E.UsageError, match="already registered"):
+        E.register_statistic(type("Fake", (E.Statistic,), {"name": "epg"}))
+
+    path = small_outputs(tmp_path / "o.h5")
+    rows = E.score_outputs(path, E.ScoreOptions(statistic="test-slope", n_permutations=300))
+    assert {r["statistic"] for r in rows} == {"test-slope"}
+
+
+@pytest.mark.parametrize("statistic", ["pearson", "mi"])
+def test_the_scores_table_tests_any_registered_statistic(tmp_path: Path, statistic: str) -> None:
+    path = small_outputs(tmp_path / "o.h5")
+    options = (("k", "2"),) if statistic == "mi" else ()
+    group_by = "none" if statistic == "mi" else "property"
+    opts = E.ScoreOptions(statistic=statistic, statistic_options=options, n_permutations=400, precision="float64",
+                          group_by=group_by)
+    rows = E.score_outputs(path, opts)
+    blocks = {b.sequence: b for b in E.read_outputs(path)}
+    tested = [r for r in rows if r["aggregate"] == "none"]
+    assert tested and all(r["statistic"] == statistic for r in rows if r["aggregate"] != "mean_epg")
+    curves = np.stack([np.asarray(blocks[r["sequence"]].outputs[r["checkpoint_index"], :, ["cat", "dog", "fox"].index(
+        r["output"])], np.float64) for r in tested])
+    # KSG on a uniform grid has exact distance ties: the last ulp of the in-kernel scaling (which differs between
+    # a batch and a single curve) can move a neighbour, so MI is compared on the same batch the scores test.
+    direct = E.permutation_test(curves, statistic=statistic, n_permutations=400, precision="float64",
+                                **({"k": 2} if statistic == "mi" else {}))
+    for i, r in enumerate(tested):
+        assert r["value"] == pytest.approx(float(direct.statistic[i]), rel=1e-9)
+        assert r["pvalue"] == pytest.approx(float(direct.pvalue[i]), rel=1e-12)
+        assert r["epg"] == pytest.approx(np.mean(np.abs(np.gradient(curves[i]))), rel=1e-9)  # epg stays EPG
+        assert r["verdict"] in ("significant", "negligible", "not significant")
+    if statistic == "pearson":  # and alone: Pearson has no ties to break
+        for i, r in enumerate(tested):
+            alone = E.permutation_test(curves[i], statistic="pearson", n_permutations=400, precision="float64")
+            assert r["pvalue"] == float(alone.pvalue)
+    epg_rows = E.score_outputs(path, E.ScoreOptions(n_permutations=400, precision="float64", group_by=group_by))
+    assert [r["epg"] for r in epg_rows if r["aggregate"] == "none"] == pytest.approx([r["epg"] for r in tested])
+    assert all(r["value"] == r["epg"] and r["statistic"] == "epg" for r in epg_rows if r["aggregate"] == "none")
+
+
+def test_statistic_options_are_checked_and_typed() -> None:
+    with pytest.raises(E.UsageError, match=r"statistic 'mi' takes k; got q"):
+        E.ScoreOptions(statistic="mi", statistic_options=(("q", "1"),)).checked()
+    with pytest.raises(E.UsageError, match=r"mi option k: expected int, got 'three'"):
+        E.ScoreOptions(statistic="mi", statistic_options=(("k", "three"),)).checked()
+    with pytest.raises(E.UsageError, match="all_classes"):
+        E.ScoreOptions(statistic="pearson", all_classes=True).checked()
+    checked = E.ScoreOptions(statistic="mi", statistic_options={"k": "3"}).checked()  # a study's table
+    assert checked.statistic_options == (("k", 3),)
+    with pytest.raises(E.UsageError, match="class_axis works with epg only"):
+        E.permutation_test(np.zeros((2, 5, 3)), statistic="pearson", class_axis=-1)
