@@ -31,6 +31,18 @@ def ksg_mi(y: Float[ArrayLike, " n"], x: Float[ArrayLike, " n"], *, k: int = 5) 
     # Equivalent to standardising both, but keeps the grid's distances exact (a uniform grid has many equal
     # distances, and rounding them differently would move neighbours across the k-th distance).
     y = jnp.where(sy > 0, yc * (sx / jnp.where(sy > 0, sy, 1.0)), yc)
+    return ksg_scaled(y, x, k=k)
+
+
+def ksg_scaled(y: Float[ArrayLike, " n"], x: Float[ArrayLike, " n"], *, k: int = 5) -> Float[Array, ""]:
+    """The KSG estimate for a curve ``y`` already brought to the grid's standard deviation (any offset).
+
+    The shuffle test scales every curve once on the host and calls this on the permuted curves: the scaling
+    is then the same bits for every ordering and every batch, so distance ties (many, on a uniform grid) are
+    broken the same way whether a curve is tested alone or in a batch.
+    """
+    y = jnp.asarray(y)
+    x = jnp.asarray(x, y.dtype)
     n = y.shape[-1]
     if not 1 <= k < n:
         raise UsageError(f"the KSG estimator needs 1 <= k < N steps, got k={k} and N={n}")

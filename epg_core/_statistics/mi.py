@@ -2,14 +2,42 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array
 
 from epg_core._errors import UsageError
-from epg_core._permutation._kernels import mi_kernel
-from epg_core._statistics._base import Statistic, StatisticSetup, no_moments
+from epg_core._numerics._mi import ksg_scaled
+from epg_core._permutation._kernels import Kernel, identity
+from epg_core._statistics._base import Statistic, StatisticSetup
+
+
+@functools.lru_cache(maxsize=8)
+def _kernel(k: int) -> Kernel:
+    """KSG of every permuted curve, scaled by its host-computed factor (``per_curve``) to the grid's SD."""
+
+    def kernel(yt: Array, perms: Array, params: tuple[Array], per_curve: Array) -> Array:
+        (grid,) = params
+        z = jnp.moveaxis(yt[perms], 1, 2) * per_curve[None, :, None]  # [P, B, N], elementwise: batch-invariant
+        return jax.vmap(jax.vmap(lambda c: ksg_scaled(c, grid, k=k)))(z)
+
+    return Kernel(kernel, identity, None)
+
+
+def _scales(grid: np.ndarray) -> Any:
+    """Per curve: SD(grid) / SD(curve) in float64 (1 for a constant curve), the KSG standardisation."""
+    sx = float(np.std(grid))
+
+    def scale(z: np.ndarray) -> np.ndarray:
+        sy = np.std(z[:, :, 0], axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(sy > 0, sx / sy, 1.0)
+
+    return scale
 
 
 class MutualInformation(Statistic):
@@ -24,4 +52,4 @@ class MutualInformation(Statistic):
         k = int(options["k"])
         if not 1 <= k < n:
             raise UsageError(f"the KSG estimator needs 1 <= k < N steps, got k={k} and N={n}")
-        return StatisticSetup(mi_kernel(k), (jnp.asarray(grid, dtype),), True, False, no_moments)
+        return StatisticSetup(_kernel(k), (jnp.asarray(grid, dtype),), True, False, _scales(grid))
