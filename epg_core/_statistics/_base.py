@@ -18,6 +18,25 @@ def no_moments(z: np.ndarray) -> np.ndarray:
     return np.zeros(z.shape[0])
 
 
+def _as_type_of(default: Any, value: Any, where: str) -> Any:
+    """``value`` as the type of ``default`` (int, float, bool, str); one UsageError line when it is not one."""
+    kind = type(default)
+    if default is None or isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if kind is bool and text.lower() in ("true", "false", "1", "0", "yes", "no"):
+                return text.lower() in ("true", "1", "yes")
+            if kind in (int, float):
+                return kind(text)
+        except ValueError:
+            pass
+    raise UsageError(f"{where}: expected {kind.__name__}, got {value!r}")
+
+
 class StatisticSetup(NamedTuple):
     """A statistic ready for the scan plus how to read it.
 
@@ -43,7 +62,7 @@ class Statistic:
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
-    options: ClassVar[Mapping[str, Any]] = {}
+    options: ClassVar[dict[str, Any]] = {}
     vector: ClassVar[bool] = False
 
     def checked_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -55,25 +74,6 @@ class Statistic:
             raise UsageError(f"statistic {self.name!r} takes {takes}; got {', '.join(map(str, unknown))}")
         return {**self.options, **{k: _as_type_of(self.options[k], v, f"{self.name} option {k}")
                                    for k, v in options.items()}}
-
-
-def _as_type_of(default: Any, value: Any, where: str) -> Any:
-    """``value`` as the type of ``default`` (int, float, bool, str); one UsageError line when it is not one."""
-    kind = type(default)
-    if default is None or isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
-        return value
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            if kind is bool and text.lower() in ("true", "false", "1", "0", "yes", "no"):
-                return text.lower() in ("true", "1", "yes")
-            if kind in (int, float):
-                return kind(text)
-        except ValueError:
-            pass
-    raise UsageError(f"{where}: expected {kind.__name__}, got {value!r}")
 
     def setup(self, n: int, grid: np.ndarray, x: np.ndarray | None, vector: bool, dtype: np.dtype, norm: str,
               options: dict[str, Any]) -> StatisticSetup:
