@@ -82,5 +82,8 @@ __all__ = [
     "default_values", "gaussian_weight", "hue_shift", "patch_position", "rotate", "synthetic_sequence",
     "EditSpec", "Made", "NAME_RULE", "Request", "image_ids", "make_interventions", "plan_requests", "slug",
     "stored_requests",
-    *_LAZY,
+    # loaded on first use (``_LAZY``: the ``edit`` extra)
+    "check_tokenizer", "default_guidance_scales", "quiet_libraries", "select_device", "validate_scales",
+    "prepare_edit_image", "edit_sequence", "load_editor", "load_pipeline", "EditJob", "edit_images", "Editor",
+    "EditorOptions", "editor_names", "get_editor", "make_editor",
 ]

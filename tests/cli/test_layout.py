@@ -205,3 +205,19 @@ def test_cli_fills_the_persistent_compilation_cache(tmp_path: Path) -> None:
     second = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert second.returncode == 0 and second.stdout == first.stdout  # same seed, same table
     assert len(list((tmp_path / "cache").iterdir())) == len(entries)  # nothing recompiled
+
+
+@pytest.mark.parametrize("package", ["epg_core", "epg_bridges.interventions", "epg_bridges.interventions.editors",
+                                     "epg_bridges.models", "epg_bridges.baselines", "epg_bridges.study",
+                                     "epg_bridges.report"])
+def test_every_front_door_lists_its_names_once_and_each_resolves(package: str) -> None:
+    """One door per package: ``__all__`` is a literal list (lazy names included), without repeats, and every name
+    in it resolves (the lazy ones load their module on first use)."""
+    import importlib
+
+    module = importlib.import_module(package)
+    names = list(module.__all__)
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})
+    assert set(getattr(module, "_LAZY", {})) <= set(names)
+    for name in names:
+        assert getattr(module, name) is not None, name
