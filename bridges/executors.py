@@ -16,11 +16,13 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import epg_core as E
 
-EXECUTORS = ("local", "ray")
+#: Where work runs: this process, or Ray tasks and actors (a local instance or a cluster).
+Executor = Literal["local", "ray"]
+EXECUTORS: tuple[Executor, ...] = ("local", "ray")
 
 
 class Worker(Protocol):
@@ -36,7 +38,7 @@ class ExecutorOptions:
     ``gpus_per_worker`` when that is > 0), resources per worker (``gpus_per_worker`` None: one GPU per worker when
     the cluster has GPUs, else none), and retries of an item whose worker died."""
 
-    executor: str = "local"
+    executor: Executor = "local"
     ray_address: str | None = None
     workers: int | None = None
     cpus_per_worker: float = 1.0

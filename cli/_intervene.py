@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import AbstractContextManager
 
+    from epg_bridges.executors import Executor
+
 _SYNTHETIC_KINDS = (
     "background", "darken-background", "brighten-background", "brightness", "hue", "patch", "rotation",
 )
@@ -120,7 +122,7 @@ def edit_cmd(
     scales: list[float] | None, n_scales: int, max_scale: float | None, steps: int | None, batch_size: int,
     size: tuple[int, int] | None, device: str, image_guidance: float | None, skip: float | None,
     edit_threshold: float | None, reverse: bool, embeddings: Path | None, out: Path | None, append: bool,
-    property_name: str | None, name: str | None, executor: str, ray_address: str | None, sheet_steps: int,
+    property_name: str | None, name: str | None, executor: Executor, ray_address: str | None, sheet_steps: int,
     seed: int, threads: int, quiet: bool,
 ) -> None:
     """Sweep an image editor's guidance scale on each image: step 0 is the original, then one edit per scale.
