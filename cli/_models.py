@@ -44,7 +44,9 @@ def _architecture_options(func: F) -> F:
                              "--arch hf: config fields).")(func)
     return click.option("--arch", "architecture", default="convmixer", show_default=True, metavar="NAME",
                         help="convmixer | hf (a transformers model folder from save_pretrained) | timm:NAME | "
-                             "torchvision:NAME | package.module:function (any callable returning an nn.Module).")(func)
+                             "torchvision:NAME | package.module:function (any callable returning an nn.Module) | "
+                             "package.module:Class (your own ModelFamily subclass) | the name of a family "
+                             "registered with register_model_family.")(func)
 
 
 def _preprocessing_options(func: F) -> F:

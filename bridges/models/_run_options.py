@@ -30,8 +30,10 @@ PromptAverage = Literal["cosine", "embedding"]
 class RunOptions:
     """How a model runs on the inputs (shared by :func:`predict` and :func:`sweep`).
 
-    ``architecture``: ``convmixer``, ``hf`` (a transformers model folder), ``timm:NAME``, ``torchvision:NAME``
-    or ``package.module:function`` (unused for an ``.onnx`` model); ``arch_kwargs`` override the checkpoint's
+    ``architecture``: the ``--arch`` string its model family takes (``families/``): ``convmixer``, ``hf`` (a
+    transformers model folder), ``timm:NAME``, ``torchvision:NAME``, ``package.module:function``, a family
+    registered with ``register_model_family`` or ``package.module:Class`` of a ``ModelFamily`` (a ``str``, not a
+    ``Literal``: families are plug-ins; unused for an ``.onnx`` model); ``arch_kwargs`` override the checkpoint's
     ``paras``; ``no_ema`` takes a timm checkpoint's raw weights instead of its EMA ones; ``model_name`` is the
     model's group in the outputs file (default: the model file's stem for predict, the architecture for a sweep).
 

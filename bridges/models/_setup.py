@@ -2,8 +2,9 @@
 
 Shared by ``predict``, ``sweep`` and ``epg export``. What a model carries wins over defaults (see
 ``_preprocessing``): a checkpoint's own ``preprocessing`` entry or an HF folder's image-processor config, else
-what timm/torchvision record for the architecture; an HF folder without one falls back to its config's
-``image_size`` and the paper's ConvMixer to 128 px, each with a notice; any other model needs ``--size``.
+what the model's family records for it (timm, torchvision); without one the family's fallback is used with a
+notice (an HF folder: its config's ``image_size``; the paper's ConvMixer: 128 px); any other model needs
+``--size``. A Hugging Face model folder is run only by a family that says it can (``hf``, a factory).
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from torch import nn
 
 from epg_core import UsageError
 
-from ._architectures import Checkpoint, architecture_kwargs, build_model, load_checkpoint
+from ._architectures import Checkpoint, build_with, load_checkpoint
 from ._preprocessing import Notice
 from ._run_options import RunOptions, run_preprocessing
-from ._sources import arch_kind, fallback_preprocessing, model_preprocessing
 from ._spec import Preprocessing
+from .families import get_model_family, model_family
 
-__all__ = ["LoadedModel", "load_for_run", "carried_preprocessing"]
+__all__ = ["LoadedModel", "load_for_run", "carried_preprocessing", "model_preprocessing"]
 
 
 @dataclass(frozen=True)
@@ -40,25 +41,24 @@ def carried_preprocessing(
     ckpt: Checkpoint, model: nn.Module, architecture: str
 ) -> tuple[Preprocessing | None, Preprocessing | None, str]:
     """(what the model carries, a fallback used with a notice when the user gives no size, where it comes from)."""
-    kind = arch_kind(architecture)
-    carried = ckpt.preprocessing
-    if carried is None and kind in ("timm", "torchvision"):
-        carried = model_preprocessing(kind, model, architecture)
-    if kind == "hf":
-        return carried, fallback_preprocessing(ckpt), "its config's image_size"
-    if kind == "convmixer":
-        return carried, Preprocessing(), "the paper's ConvMixer"
-    return carried, None, ""
+    family = model_family(architecture)
+    return family.carried_preprocessing(ckpt, model), family.fallback_preprocessing(ckpt), family.fallback_from
+
+
+def model_preprocessing(kind: str, model: nn.Module, architecture: str) -> Preprocessing | None:
+    """The evaluation preprocessing family ``kind`` (timm, torchvision) records for this model (None: unknown)."""
+    return get_model_family(kind)(architecture).model_preprocessing(model)
 
 
 def load_for_run(path: str | os.PathLike[str], opts: RunOptions, notice: Notice | None = None) -> LoadedModel:
     """Read the checkpoint (``opts.no_ema``), build ``opts.architecture`` for it, decide the preprocessing."""
     ckpt = load_checkpoint(Path(path), no_ema=opts.no_ema, notice=notice)
-    if ckpt.layout == "hf" and arch_kind(opts.architecture) in ("convmixer", "timm", "torchvision"):
+    family = model_family(opts.architecture)
+    if ckpt.layout == "hf" and not family.runs_hf_folder:
         raise UsageError(f"{path}: a Hugging Face model folder; run it with --arch hf")
-    kwargs = architecture_kwargs(opts.architecture, ckpt, opts.arch_kwargs, notice)
-    model = build_model(opts.architecture, ckpt, opts.arch_kwargs, notice=notice)
-    carried, fallback, where = carried_preprocessing(ckpt, model, opts.architecture)
-    prep = run_preprocessing(opts, carried, source=os.fspath(path), fallback=fallback, fallback_from=where,
+    kwargs = family.kwargs(ckpt, opts.arch_kwargs, notice)
+    model = build_with(family, ckpt, kwargs, notice)
+    prep = run_preprocessing(opts, family.carried_preprocessing(ckpt, model), source=os.fspath(path),
+                             fallback=family.fallback_preprocessing(ckpt), fallback_from=family.fallback_from,
                              notice=notice)
     return LoadedModel(ckpt, model, kwargs, prep)

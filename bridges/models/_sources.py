@@ -1,14 +1,12 @@
-"""Architecture sources beyond the built-in ConvMixer: Hugging Face folders, timm, torchvision, factories.
+"""What every model family builds with: bounded keyword arguments, checked builds, tensor outputs, imports.
 
-``--arch`` values: ``hf`` (a transformers image-classification folder: config + weights; outputs are the
-logits, class names from ``id2label``); ``timm:NAME`` and ``torchvision:NAME`` (imported lazily, built without
-downloading weights); ``package.module:function`` (any callable returning an ``nn.Module``). A model whose
-forward returns an output object (``.logits``), a tuple or a dict is given a forward that returns the tensor
-(:func:`tensor_output`, without renaming its state_dict keys, so weight swaps still match by name).
-
-Keyword arguments from a checkpoint are bounded before a model is built (:func:`check_kwargs`, and a
-parameter count taken on the ``meta`` device), so a corrupt ``paras`` cannot make the process allocate
-terabytes.
+The families (``families/``: convmixer, hf, timm, torchvision, a user's factory) decide *what* to build; the
+helpers here are *how*, the same for all of them. Keyword arguments from a checkpoint are bounded before a model is
+built (:func:`check_kwargs`, and a parameter count taken on the ``meta`` device by :func:`bound_parameters`), so a
+corrupt ``paras`` cannot make the process allocate terabytes. A model whose forward returns an output object
+(``.logits``), a tuple or a dict is given a forward that returns the tensor (:func:`tensor_output`, without
+renaming its state_dict keys, so weight swaps still match by name). Hugging Face folders are read by
+:func:`load_hf_state` (used by the checkpoint layouts) with transformers' logs silenced (:func:`quiet_transformers`).
 """
 
 from __future__ import annotations
@@ -27,87 +25,53 @@ from torch import nn
 
 from epg_core import DataError, UsageError
 
-from ._checkpoints import Checkpoint
 from ._preprocessing import Notice, default_notice
-from ._spec import Preprocessing
 
-__all__ = ["MAX_PARAMETERS", "arch_kind", "external_factory", "check_kwargs", "checked_build", "build_hf",
-           "tensor_output", "model_preprocessing", "fallback_preprocessing", "accepted_kwargs", "infer_num_classes",
-           "load_hf_state", "quiet_transformers"]
+__all__ = ["MAX_PARAMETERS", "import_package", "import_target", "first_line", "known_model_name", "check_kwargs",
+           "accepted_kwargs", "transformers_auto_config", "bound_parameters", "checked_build", "infer_num_classes",
+           "quiet_transformers", "hf_class", "load_hf_state", "tensor_output"]
 
 MAX_PARAMETERS = 3_000_000_000  # refuse to build a model with more parameters (12 GB of float32)
 _MAX_KWARGS, _MAX_INT, _MAX_STR, _MAX_LIST = 128, 10_000_000, 512, 256
-_PACKAGES = {"timm": "timm", "torchvision": "torchvision"}
 
 
-def arch_kind(architecture: str) -> str:
-    """``convmixer``, ``hf``, ``timm``, ``torchvision`` or ``factory``; a UsageError for anything else."""
-    low = architecture.strip().lower()
-    if low in ("convmixer", "hf"):
-        return low
-    prefix, sep, name = architecture.partition(":")
-    if sep and prefix in _PACKAGES:
-        if not name:
-            raise UsageError(f"--arch {architecture!r}: give the model name, e.g. {prefix}:resnet18")
-        return prefix
-    if sep and prefix and name:
-        return "factory"
-    raise UsageError(f"unknown architecture {architecture!r}: use convmixer, hf, timm:NAME, torchvision:NAME "
-                     "or 'package.module:function'")
-
-
-def _import_package(kind: str, architecture: str, module: str | None = None) -> Any:
-    """Import ``module`` (default: the kind's package); a missing one is a usage error, a broken one a data error
-    (one line each: a broken install must not print the package's traceback)."""
-    package = _PACKAGES[kind]
+def import_package(package: str, architecture: str, module: str | None = None) -> Any:
+    """Import ``module`` (default: ``package``) for ``--arch architecture``; a missing one is a usage error, a
+    broken one a data error (one line each: a broken install must not print the package's traceback)."""
     try:
         return importlib.import_module(module or package)
     except ImportError as exc:
         raise UsageError(f"--arch {architecture}: the {package!r} package is not installed or does not import "
-                         f"({_first_line(exc)}); pip install {package}") from None
+                         f"({first_line(exc)}); pip install {package}") from None
     except Exception as exc:  # noqa: BLE001 - a broken install raises anything at import time
         raise DataError(f"--arch {architecture}: the {package!r} package is installed but fails to import "
-                        f"({type(exc).__name__}: {_first_line(exc)}); reinstall it") from None
+                        f"({type(exc).__name__}: {first_line(exc)}); reinstall it") from None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
-
-
-def external_factory(architecture: str) -> Callable[..., nn.Module]:
-    """The factory of a ``timm:NAME``, ``torchvision:NAME`` or ``package.module:function`` architecture."""
-    kind = arch_kind(architecture)
-    if kind in _PACKAGES:
-        package = _import_package(kind, architecture)
-        name = architecture.partition(":")[2]
-        if kind == "timm":
-            def timm_factory(**kwargs: Any) -> nn.Module:
-                return cast(nn.Module, package.create_model(name, pretrained=False, **kwargs))
-            return _known_name(timm_factory, package, name, architecture)
-        models = _import_package(kind, architecture, "torchvision.models")
-
-        def tv_factory(**kwargs: Any) -> nn.Module:
-            return cast(nn.Module, models.get_model(name, weights=None, **kwargs))
-        return _known_name(tv_factory, models, name, architecture)
-    if kind != "factory":
-        raise UsageError(f"architecture {architecture!r} has no factory")
-    module_name, _, func_name = architecture.partition(":")
+def import_target(architecture: str) -> Any:
+    """The object ``package.module:name`` names (a factory, or a model family class); one-line errors."""
+    module_name, _, attr = architecture.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UsageError(f"architecture {architecture!r}: cannot import module {module_name!r} ({exc})") from None
     except Exception as exc:  # noqa: BLE001 - the module itself raises at import time
         raise DataError(f"architecture {architecture!r}: module {module_name!r} fails to import "
-                        f"({type(exc).__name__}: {_first_line(exc)})") from None
-    factory = getattr(module, func_name, None)
-    if not callable(factory):
-        raise UsageError(f"architecture {architecture!r}: {module_name} has no callable {func_name!r}")
-    return cast(Callable[..., nn.Module], factory)
+                        f"({type(exc).__name__}: {first_line(exc)})") from None
+    found = getattr(module, attr, None)
+    if not callable(found):
+        raise UsageError(f"architecture {architecture!r}: {module_name} has no callable {attr!r}")
+    return found
 
 
-def _known_name(factory: Callable[..., nn.Module], package: Any, name: str, arch: str) -> Callable[..., nn.Module]:
-    """Refuse an unknown model name up front when the package can list its models."""
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when empty), at most 160 characters."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
+
+
+def known_model_name(factory: Callable[..., nn.Module], package: Any, name: str, arch: str) -> Callable[..., nn.Module]:
+    """Refuse an unknown model name up front when the package can list its models (timm's ``list_models``)."""
     lister = getattr(package, "list_models", None)
     if callable(lister):
         try:
@@ -244,7 +208,7 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _hf_class(config: Mapping[str, Any]) -> Any:
+def hf_class(config: Mapping[str, Any]) -> Any:
     """The model class a folder's config names (``architectures``), else AutoModelForImageClassification."""
     import transformers
 
@@ -258,7 +222,7 @@ def _hf_class(config: Mapping[str, Any]) -> Any:
 def load_hf_state(folder: Path, config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """The tensors of an HF folder in the names of the model transformers builds (strict: nothing missing)."""
     try:
-        cls = _hf_class(config)
+        cls = hf_class(config)
         with quiet_transformers():
             hf_config = transformers_auto_config(folder)
             bound_parameters(lambda: cls.from_config(hf_config) if hasattr(cls, "from_config") else cls(hf_config),
@@ -276,31 +240,6 @@ def load_hf_state(folder: Path, config: Mapping[str, Any]) -> dict[str, torch.Te
             more = f" and {len(found) - 1} more" if len(found) > 1 else ""
             raise DataError(f"{folder}: {what} {found[0]!r}{more}")
     return {k: v.detach() for k, v in model.state_dict().items()}
-
-
-def build_hf(ckpt: Checkpoint, overrides: Mapping[str, Any] | None, architecture: str = "hf") -> nn.Module:
-    """A transformers image classifier from an HF folder's config (weights are loaded by the caller, strictly)."""
-    if ckpt.config is None:
-        raise UsageError(f"{ckpt.path}: --arch hf needs a Hugging Face model folder (config.json and weights)")
-    try:
-        from transformers import AutoConfig, AutoModelForImageClassification
-    except ImportError as exc:
-        raise UsageError(f"--arch hf: the 'transformers' package does not import ({exc}); "
-                         "pip install transformers") from None
-    try:
-        config = AutoConfig.from_pretrained(str(ckpt.path), **dict(overrides or {}))
-    except (ValueError, OSError, KeyError, TypeError) as exc:
-        raise DataError(f"{ckpt.path}: unusable config.json ({str(exc).splitlines()[0][:200]})") from None
-
-    def factory() -> nn.Module:
-        return cast(nn.Module, AutoModelForImageClassification.from_config(config))
-
-    try:
-        model = checked_build(factory, {}, str(ckpt.path), architecture)
-    except DataError as exc:
-        raise DataError(f"{exc} (is it an image-classification model? model_type "
-                        f"{ckpt.config.get('model_type')!r})") from None
-    return model.float()
 
 
 # --------------------------------------------------------------------------- outputs as a tensor
@@ -343,37 +282,3 @@ def tensor_output(model: nn.Module) -> nn.Module:
         _SUBCLASSES[cls] = sub
     model.__class__ = sub
     return model
-
-
-# --------------------------------------------------------------------------- preprocessing the model carries
-
-
-def model_preprocessing(kind: str, model: nn.Module, architecture: str) -> Preprocessing | None:
-    """The evaluation preprocessing timm or torchvision records for this model (None when unknown)."""
-    try:
-        if kind == "timm":
-            data = importlib.import_module("timm.data").resolve_data_config({}, model=model)
-            _, h, w = data["input_size"]
-            return Preprocessing(size=(int(h), int(w)), resize="shortest", crop="center",
-                                 crop_pct=float(data.get("crop_pct", 1.0)),
-                                 interpolation=str(data.get("interpolation", "bilinear")),
-                                 mean=tuple(data["mean"]), std=tuple(data["std"]))
-        if kind == "torchvision":
-            models = importlib.import_module("torchvision.models")
-            transform = models.get_model_weights(architecture.partition(":")[2]).DEFAULT.transforms()
-            crop, resize = int(transform.crop_size[0]), int(transform.resize_size[0])
-            mode = getattr(transform.interpolation, "value", transform.interpolation)
-            return Preprocessing(size=(crop, crop), resize="shortest", crop="center", crop_pct=crop / resize,
-                                 interpolation=str(mode), mean=tuple(transform.mean), std=tuple(transform.std))
-    except Exception:  # noqa: BLE001 - metadata missing or of another version: the user must give --size
-        return None
-    return None
-
-
-def fallback_preprocessing(ckpt: Checkpoint) -> Preprocessing | None:
-    """For an HF folder without an image-processor config: its config's ``image_size`` (mean = std = 0.5)."""
-    config = ckpt.config or {}
-    size = config.get("image_size")
-    if isinstance(size, int) and 1 <= size <= 4096:
-        return Preprocessing(size=(size, size))
-    return None

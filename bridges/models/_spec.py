@@ -12,19 +12,43 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 from PIL import Image
 
 from epg_core import DataError, UsageError, write_bytes_atomic
 
-__all__ = ["Preprocessing", "ModelSpec", "spec_path", "write_spec", "read_spec"]
+__all__ = ["Preprocessing", "ModelSpec", "spec_path", "write_spec", "read_spec", "ResizeMode", "CropMode",
+           "Interpolation", "ChannelOrder", "RESIZE_MODES", "CROP_MODES", "INTERPOLATIONS", "CHANNEL_ORDERS",
+           "as_interpolation"]
+
+#: How an image reaches the input size: stretched, or its shorter side scaled (aspect kept) then centre-cropped.
+ResizeMode = Literal["stretch", "shortest"]
+#: Whether the input size is cut out of the middle of the resized image.
+CropMode = Literal["none", "center"]
+#: The PIL resize filter.
+Interpolation = Literal["bilinear", "bicubic", "nearest", "lanczos"]
+#: The channel order of the model input.
+ChannelOrder = Literal["RGB", "BGR"]
+
+RESIZE_MODES: tuple[ResizeMode, ...] = get_args(ResizeMode)
+CROP_MODES: tuple[CropMode, ...] = get_args(CropMode)
+INTERPOLATIONS: tuple[Interpolation, ...] = get_args(Interpolation)
+CHANNEL_ORDERS: tuple[ChannelOrder, ...] = get_args(ChannelOrder)
+
+
+def as_interpolation(value: object) -> Interpolation:
+    """``value`` (a filter name from a library's metadata) as an :data:`Interpolation`; a UsageError otherwise."""
+    name = str(value).strip().lower()
+    for choice in INTERPOLATIONS:
+        if name == choice:
+            return choice
+    raise UsageError(f"interpolation {value!r} not in {list(INTERPOLATIONS)}")
+
 
 _RESIZE_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
                    "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
-RESIZE_MODES = ("stretch", "shortest")
-CROP_MODES = ("none", "center")
 
 
 @dataclass(frozen=True)
@@ -42,15 +66,15 @@ class Preprocessing:
     """
 
     size: tuple[int, int] = (128, 128)
-    resize: str = "stretch"
+    resize: ResizeMode = "stretch"
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    channel_order: str = "RGB"
-    layout: str = "NCHW"
-    scale: str = "0-1"  # pixel values divided by 255 before mean/std
-    crop: str = "none"
+    channel_order: ChannelOrder = "RGB"
+    layout: Literal["NCHW"] = "NCHW"
+    scale: Literal["0-1"] = "0-1"  # pixel values divided by 255 before mean/std
+    crop: CropMode = "none"
     crop_pct: float = 1.0
-    interpolation: str = "bilinear"
+    interpolation: Interpolation = "bilinear"
 
     def __post_init__(self) -> None:
         size = tuple(int(s) for s in self.size)
@@ -77,7 +101,7 @@ class Preprocessing:
         crop_pct = float(self.crop_pct)
         if not 0.05 <= crop_pct <= 1.0:
             raise UsageError(f"preprocessing crop_pct must be in [0.05, 1], got {self.crop_pct}")
-        if self.channel_order not in ("RGB", "BGR"):
+        if self.channel_order not in CHANNEL_ORDERS:
             raise UsageError(f"preprocessing channel_order must be 'RGB' or 'BGR', got {self.channel_order!r}")
         if self.layout != "NCHW" or self.scale != "0-1":
             raise UsageError(f"unsupported preprocessing layout/scale {self.layout!r}/{self.scale!r} (NCHW, 0-1)")
