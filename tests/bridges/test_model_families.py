@@ -128,8 +128,8 @@ def test_a_family_class_runs_from_a_fresh_cli_without_registering(checkpoint: tu
     """``--arch package.module:Class`` of a ModelFamily subclass: a real ``epg`` process, epg unchanged."""
     path, net = checkpoint
     iv = small_interventions(tmp_path / "iv.h5")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(ROOT / "tests")]),
-           "HF_HUB_OFFLINE": "1"}
+    paths = [str(Path(__file__).parent), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "HF_HUB_OFFLINE": "1"}
     code = "import sys\nfrom epg_cli.main import cli\ncli(sys.argv[1:], prog_name='epg')\n"
     res = subprocess.run([sys.executable, "-c", code, "predict", str(path), str(iv), "--arch",
                           "test_model_families:PooledFamily", "-o", str(tmp_path / "out.h5"), "-q"],
