@@ -26,6 +26,7 @@ from ._table import format_table
 from ._types import SIZE, FiniteRange, Floats3, JsonObject, NameList
 
 if TYPE_CHECKING:
+    from epg_bridges.executors import Executor
     from epg_bridges.models import RunOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -261,7 +262,7 @@ def predict_command(model: Path, inputs: tuple[Path, ...], out: Path, quiet: boo
 @force_option
 @quiet_option
 @needs_extras("sweep", "torch")
-def sweep_command(checkpoints: str, inputs: tuple[Path, ...], out: Path, restart: bool, executor: str,
+def sweep_command(checkpoints: str, inputs: tuple[Path, ...], out: Path, restart: bool, executor: Executor,
                   ray_address: str | None, quiet: bool, force: bool, **kw: Any) -> None:
     """Run every checkpoint of one training run on the inputs: one export, then weight swaps.
 

@@ -183,7 +183,7 @@ def test_worker_that_cannot_see_a_checkpoint_fails_with_one_line(run_dir: Path, 
 
 def test_bad_executor_options_are_usage_errors(run_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="unknown executor 'dask'"):
-        ExecutorOptions(executor="dask")
+        ExecutorOptions(executor="dask")  # pyright: ignore[reportArgumentType] - the wrong value is the test
     with pytest.raises(UsageError, match="--ray-address needs --executor ray"):
         ExecutorOptions(ray_address="auto")
     result = CliRunner().invoke(cli, ["sweep", str(run_dir / "ckpts" / "epoch_*.pt"), str(run_dir / "iv.h5"),
