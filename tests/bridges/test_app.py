@@ -196,6 +196,7 @@ def test_bad_input_gets_one_line_before_any_server(study: dict[str, Any], tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "notes.h5"]  # nothing written
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("blocked", ["gradio", "matplotlib"])
 def test_without_the_app_extra_one_line_names_it(study: dict[str, Any], tmp_path: Path, blocked: str) -> None:
     code = (f"import sys\nsys.modules[{blocked!r}] = None  # as if the extra were not installed\n"
@@ -248,6 +249,7 @@ def test_the_app_serves_on_127_0_0_1_only(served: dict[str, Any]) -> None:
     assert f"epg explorer: {served['url']}" in (served["root"] / "app.log").read_text()
 
 
+@pytest.mark.slow
 def test_gradio_client_selects_a_sequence_and_gets_epg_score_s_epg(served: dict[str, Any],
                                                                     study: dict[str, Any]) -> None:
     from gradio_client import Client
@@ -289,6 +291,7 @@ def test_gradio_client_selects_a_sequence_and_gets_epg_score_s_epg(served: dict[
     assert fixed[1]["value"] in ("photo1-background", "photo2-background") and fixed[2]["value"] == "e3"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
 def test_chromium_shows_the_curve_plot_and_the_verdict(served: dict[str, Any], study: dict[str, Any],
                                                        tmp_path: Path) -> None:

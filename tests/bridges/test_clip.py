@@ -70,6 +70,7 @@ def torch_cosines(folder: Path, x: np.ndarray, prompts: list[str]) -> np.ndarray
         return (image @ text.T).numpy()
 
 
+@pytest.mark.slow
 def test_clip_outputs_are_means_of_prompt_cosines(clip_folder: Path, tmp_path: Path) -> None:
     (tmp_path / "prompts.toml").write_text(PROMPTS)
     result = export_clip(clip_folder, tmp_path / "prompts.toml", tmp_path / "clip.onnx")
@@ -135,6 +136,7 @@ def test_broken_tokenizer_and_bad_prompts_are_refused(clip_folder: Path, tmp_pat
         read_prompts(tmp_path / "bad.toml")
 
 
+@pytest.mark.slow
 def test_cli_export_clip_then_predict(clip_folder: Path, tmp_path: Path) -> None:
     """`epg export-clip` then `epg predict clip.onnx`: per-class outputs are the means of the per-prompt cosines
     computed by transformers' torch model; colliding outputs and CLIP-irrelevant options are refused."""
@@ -175,6 +177,7 @@ def test_cli_export_clip_then_predict(clip_folder: Path, tmp_path: Path) -> None
                            tmp_path / "x.onnx"), 2, "missing.toml", "not found")
 
 
+@pytest.mark.slow
 def test_predict_clip_export_with_kind_cosine_finds_its_prompts(clip_folder: Path, tmp_path: Path) -> None:
     """Issue 17: `epg predict clip.onnx --kind cosine` uses the prompt embeddings beside the export (it was refused
     with "needs text embeddings")."""
@@ -192,6 +195,7 @@ def test_predict_clip_export_with_kind_cosine_finds_its_prompts(clip_folder: Pat
     np.testing.assert_array_equal(E.read_outputs(plain)[0].outputs, E.read_outputs(cosine)[0].outputs)
 
 
+@pytest.mark.slow
 def test_text_embeddings_with_prompts_give_the_papers_mean_of_cosines(clip_folder: Path, tmp_path: Path) -> None:
     """Issue 17: `--text-embeddings [C, K, D]` gives the mean over prompts of the cosine, as export-clip stores it;
     the cosine with the mean embedding only with --prompt-average embedding (and it differs)."""

@@ -123,6 +123,7 @@ def test_a_registered_family_runs_through_epg_predict(checkpoint: tuple[Path, nn
         np.testing.assert_allclose(block.outputs[0], want, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_a_family_class_runs_from_a_fresh_cli_without_registering(checkpoint: tuple[Path, nn.Module],
                                                                     tmp_path: Path) -> None:
     """``--arch package.module:Class`` of a ModelFamily subclass: a real ``epg`` process, epg unchanged."""

@@ -78,6 +78,7 @@ def logits(model: nn.Module, x: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- families: export and swap
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(TINY_HF_CONFIGS))
 def test_hf_family_exports_and_swaps(family: str, tmp_path: Path) -> None:
     first, second = hf_model(family, 0), hf_model(family, 1)
@@ -181,6 +182,7 @@ def test_exporter_falls_back_and_unproven_swap_reexports(caplog: pytest.LogCaptu
     np.testing.assert_allclose(out, torch_outputs(model, x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_factory_returning_output_object_is_wrapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     module = types.ModuleType("hf_factories")
     module.vit = lambda: hf_model("vit")  # type: ignore[attr-defined]
@@ -197,6 +199,7 @@ def test_factory_returning_output_object_is_wrapped(tmp_path: Path, monkeypatch:
 # --------------------------------------------------------------------------- acceptance: HF sweeps
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["resnet", "vit"])
 def test_sweep_over_three_hf_checkpoint_folders(family: str, tmp_path: Path) -> None:
     run = tmp_path / "run"
@@ -227,6 +230,7 @@ def _renamed_initializer(proto: Any) -> Any:
     return proto
 
 
+@pytest.mark.slow
 def test_sweep_reexports_every_checkpoint_when_the_swap_is_not_provable(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     import epg_bridges.models._preprocessing as preprocessing

@@ -51,6 +51,7 @@ PREP32 = Preprocessing(size=(32, 32))
 REFERENCE_NAMES = ["convmixer_unbiased", "convmixer_dark-cats-bias", "convmixer_dark-dogs-bias"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", REFERENCE_NAMES)
 def test_reference_checkpoints_onnx_matches_torch_on_photos(reference_dir: Path, tmp_path: Path, name: str) -> None:
     ckpt = reference_dir / "checkpoints" / "cats-vs-dogs" / f"{name}.pth"
@@ -187,6 +188,7 @@ def test_export_initializers_keep_state_dict_names(tmp_path: Path) -> None:
     assert float_keys <= names
 
 
+@pytest.mark.slow
 def test_export_refused_when_onnx_disagrees_and_old_file_kept(tmp_path: Path) -> None:
     target = tmp_path / "model.onnx"
     export_onnx(tiny_model(), target, preprocessing=PREP32)
@@ -199,6 +201,7 @@ def test_export_refused_when_onnx_disagrees_and_old_file_kept(tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]
 
 
+@pytest.mark.slow
 def test_verify_export_reports_difference() -> None:
     model = tiny_model()
     proto = export_model(model, PREP32)

@@ -188,6 +188,7 @@ def test_a_second_score_replaces_the_parquet_file(scored: dict[str, Path], tmp_p
     assert [p.name for p in tmp_path.iterdir()] == ["again.parquet"]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_without_pyarrow_score_to_parquet_names_the_extra(scored: dict[str, Path], tmp_path: Path) -> None:
     """As if the 'tables' extra were missing: one line, exit 1, nothing written (not even /scores)."""
     before = scored["outputs"].read_bytes()
@@ -225,6 +226,7 @@ def test_read_scores_refuses_a_table_that_is_not_scores(tmp_path: Path) -> None:
     one_line_error(res, 2, "missing.h5")  # a missing input names nothing: a usage error
 
 
+@pytest.mark.slow
 def test_the_tables_benchmark_runs_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     from epg_bench import bench_tables
 

@@ -158,6 +158,7 @@ def test_unknown_checkpoint_is_a_usage_error(study: tuple[Path, list[Path]], tmp
         ReportOptions(checkpoints=()).checked()
 
 
+@pytest.mark.slow
 def test_ungrouped_fdr_all_classes_values_spacing(study: tuple[Path, list[Path]], tmp_path: Path) -> None:
     """Per-sequence verdicts, q-values in the decision cell, vector nulls and a values grid still agree."""
     score = E.ScoreOptions(n_permutations=K, use_fdr=True, all_classes=True, spacing="values")
@@ -170,6 +171,7 @@ def test_ungrouped_fdr_all_classes_values_spacing(study: tuple[Path, list[Path]]
     assert sequence_name("background", IMAGES[0]) in res["index"].read_text()
 
 
+@pytest.mark.slow
 def test_old_pngs_of_the_report_are_removed_others_kept(study: tuple[Path, list[Path]], tmp_path: Path) -> None:
     stale = tmp_path / plot_name("null", "gone")
     mine = tmp_path / "notes.png"
@@ -179,6 +181,7 @@ def test_old_pngs_of_the_report_are_removed_others_kept(study: tuple[Path, list[
     assert not stale.exists() and mine.exists()
 
 
+@pytest.mark.slow
 def test_report_command(study: tuple[Path, list[Path]], tmp_path: Path) -> None:
     outputs, (bg, hue) = study
     out = tmp_path / "rep"

@@ -125,6 +125,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_report(outputs, folder / "report", opts, interventions=inters)["index"]
 
 
+@pytest.mark.slow
 def test_report_renders_in_chromium(report: Path, tmp_path: Path) -> None:
     seen = check_report_in_browser(report, tmp_path, max_height=4200)
     assert len(seen["images"]) >= 15  # curves, sequences, strips, nulls, over checkpoints, EPG vs flips

@@ -85,6 +85,7 @@ def test_natural_sort_and_names(run_dir: Path, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- equality with fresh exports
 
 
+@pytest.mark.slow
 def test_sweep_equals_fresh_export_of_every_checkpoint(run_dir: Path, full_sweep: Path) -> None:
     blocks = {b.sequence: b for b in read_outputs(full_sweep, "convmixer")}
     assert sorted(blocks) == ["bright", "rotate"]
@@ -107,6 +108,7 @@ def test_sweep_equals_fresh_export_of_every_checkpoint(run_dir: Path, full_sweep
     assert len(distinct) == N_CKPT  # training moved the outputs: a stale-weights bug could not pass
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # raw torch.onnx.export chatter
 def test_swapper_refuses_optimised_export_that_folds_tensors() -> None:
     model = conv_mixer(**TINY).eval()
@@ -129,6 +131,7 @@ def test_swapper_refuses_optimised_export_that_folds_tensors() -> None:
 # --------------------------------------------------------------------------- interruption and resume
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_without_recomputing(run_dir: Path, full_sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "partial.h5"
     calls: list[tuple[int, int]] = []
@@ -156,6 +159,7 @@ def test_interrupted_sweep_resumes_without_recomputing(run_dir: Path, full_sweep
     assert third.computed == [] and len(third.skipped) == N_CKPT and third.provider is None  # no export at all
 
 
+@pytest.mark.slow
 def test_rerun_with_other_options_is_refused_naming_the_option(run_dir: Path, full_sweep: Path,
                                                                tmp_path: Path) -> None:
     out = tmp_path / "copy.h5"
@@ -250,6 +254,7 @@ def _regrow(out: Path, earlier: list[str]) -> None:
     write_outputs(out, grown, run_options=read_run_options(out, "convmixer"))
 
 
+@pytest.mark.slow
 def test_blocks_regrown_by_another_writer_mid_sweep_get_every_row_in_its_place(
     run_dir: Path, full_sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -280,6 +285,7 @@ def test_blocks_regrown_by_another_writer_mid_sweep_get_every_row_in_its_place(
         np.testing.assert_array_equal(got.outputs[4:], want.outputs[4:8])
 
 
+@pytest.mark.slow
 def test_bad_checkpoint_mid_sweep_keeps_finished_ones(run_dir: Path, full_sweep: Path, tmp_path: Path) -> None:
     folder = tmp_path / "ckpts"
     folder.mkdir()
@@ -311,6 +317,7 @@ def test_bad_checkpoint_mid_sweep_keeps_finished_ones(run_dir: Path, full_sweep:
     np.testing.assert_array_equal(read_outputs(out, "convmixer", "bright")[0].outputs, full.outputs[:6])
 
 
+@pytest.mark.slow
 def test_sweep_refuses_swap_that_disagrees_with_torch(
     run_dir: Path, full_sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

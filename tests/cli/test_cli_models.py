@@ -49,6 +49,7 @@ def _images(assets: dict[str, Path]) -> list[Path]:
     return sorted(assets["images"].glob("img_*.png"))
 
 
+@pytest.mark.slow
 def test_export_then_predict_on_image_files(assets: dict[str, Path], tmp_path: Path) -> None:
     onnx_path = tmp_path / "tiny.onnx"
     result = _run("export", assets["ckpt"], "-o", onnx_path, "--size", 32, "--classes", "a,b,c")
@@ -195,6 +196,7 @@ def test_missing_tensor_cli(assets: dict[str, Path], existing: dict[str, Path], 
     assert _snapshot(existing) == before
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_cli_keeps_finished_sweep_work(assets: dict[str, Path], tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
@@ -215,6 +217,7 @@ def test_non_image_file_cli(assets: dict[str, Path], existing: dict[str, Path], 
     assert _snapshot(existing) == before
 
 
+@pytest.mark.slow
 def test_onnx_disagreeing_with_torch_cli(assets: dict[str, Path], existing: dict[str, Path], tmp_path: Path) -> None:
     before = _snapshot(existing)
     torch.save(ExportDisagrees().state_dict(), tmp_path / "odd.pt")
@@ -228,6 +231,7 @@ def test_onnx_disagreeing_with_torch_cli(assets: dict[str, Path], existing: dict
     assert _snapshot(existing) == before
 
 
+@pytest.mark.slow
 def test_bad_usage_exits_2_with_one_line(assets: dict[str, Path], tmp_path: Path) -> None:
     one_line_error(_run("export", assets["ckpt"], "--size", "abc"), 2, "--size")
     assert _run("predict", assets["ckpt"]).exit_code == 2  # no inputs
@@ -245,6 +249,7 @@ def test_an_output_equal_to_an_input_is_refused_before_writing(assets: dict[str,
     assert ckpt.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_sweep_cli_several_files_other_options_and_restart(assets: dict[str, Path], tmp_path: Path) -> None:
     from epg_core import InterventionSequence, write_interventions
 
@@ -318,6 +323,7 @@ def _fresh_notices(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(preprocessing, "_SAID", set())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["resnet", "vit"])
 def test_cli_sweep_over_three_hf_checkpoint_folders(family: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
@@ -354,6 +360,7 @@ def test_cli_sweep_over_three_hf_checkpoint_folders(family: str, tmp_path: Path,
         assert np.abs(block.outputs[0] - block.outputs[2]).max() > 1e-3  # each checkpoint's own weights
 
 
+@pytest.mark.slow
 def test_cli_shortest_resize_center_crop_classes_file_and_contradiction(
         tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """--resize shortest --crop center equals transformers' own ConvNeXt preprocessing; --classes-file names the
@@ -401,6 +408,7 @@ def test_cli_shortest_resize_center_crop_classes_file_and_contradiction(
     one_line_error(_run("sweep", folder, iv, "-o", out, "-q"), 2, "Hugging Face model folder", "--arch hf")
 
 
+@pytest.mark.slow
 def test_cli_no_ema_takes_the_raw_weights(tmp_path: Path) -> None:
     """timm-style checkpoints (raw + EMA weights): the EMA ones by default, --no-ema the raw ones, in every
     checkpoint of a sweep."""

@@ -36,6 +36,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow
 def test_score_tests_the_chosen_statistic_as_the_library_does(tmp_path: Path) -> None:
     path = small_outputs(tmp_path / "o.h5")
     result = run_cli("score", path, "--statistic", "mi", "--statistic-option", "k=3", "-k", "300", "--quiet",

@@ -163,6 +163,7 @@ def test_score_errors_are_one_line(
     one_line_error(res, code, fragment)
 
 
+@pytest.mark.slow
 def test_report_command_writes_pngs_and_index(bridge_outputs: Path, tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["report", str(bridge_outputs), "--out", str(tmp_path / "rep"), "-k", "300",
                                    "--interventions", str(bridge_outputs.parent / "interventions.h5"), "-q"])

@@ -842,6 +842,7 @@ def test_case_ids_are_unique() -> None:
 # --------------------------------------------------------------------------- issue 17: writing, the right result
 
 
+@pytest.mark.slow
 def test_epg_outputs_are_replaced_and_force_replaces_foreign_files(project: Path, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Rescoring stays a one-liner (an epg output of the same kind is replaced); --force replaces a foreign file."""
@@ -895,6 +896,7 @@ def test_a_broken_torchvision_is_one_line(project: Path, tmp_path: Path, monkeyp
     _check_tree(before, work)
 
 
+@pytest.mark.slow
 def test_an_unwritable_jax_cache_is_silent(project: Path, tmp_path: Path) -> None:
     """A cache folder that cannot be made (its parent is a file) costs the cache, never a warning block."""
     (tmp_path / "file").write_text("x")
@@ -946,6 +948,7 @@ def test_parity_tolerance_is_relative_to_the_output_scale() -> None:
     assert 2800 * 1e-3 > parity_tolerance(1e-4, big)
 
 
+@pytest.mark.slow
 def test_export_of_large_logits_passes_the_parity_check(tmp_path: Path) -> None:
     """A model whose logits are in the thousands exports (an absolute 1e-4 refused it on round-off)."""
     from torch import nn
@@ -963,6 +966,7 @@ def test_export_of_large_logits_passes_the_parity_check(tmp_path: Path) -> None:
     assert 1e-4 < result.max_abs_diff <= 1e-4 * np.abs(ref).max()  # beyond the old absolute limit, within scale
 
 
+@pytest.mark.slow
 def test_report_plot_names_never_collide(tmp_path: Path) -> None:
     """Sequences whose names slug alike ("a.b", "a-b", "A B") get one plot file each."""
     from epg_bridges.report._common import plot_name

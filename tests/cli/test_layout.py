@@ -101,6 +101,7 @@ def test_epg_core_imports_no_torch_onnxruntime_diffusers_matplotlib_or_pil() -> 
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+@pytest.mark.slow
 def test_bridges_subpackages_load_heavy_libraries_only_when_used() -> None:
     code = (
         "import sys\n"
@@ -124,6 +125,7 @@ def test_bridges_subpackages_load_heavy_libraries_only_when_used() -> None:
     assert res.returncode == 0, res.stderr
 
 
+@pytest.mark.slow
 def test_predict_with_an_onnx_file_does_not_import_torch(tmp_path: Path) -> None:
     from epg_bridges.models import Preprocessing, export_onnx
     from epg_bridges.testing import small_interventions, tiny_model

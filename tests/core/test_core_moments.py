@@ -132,6 +132,7 @@ def test_vector_pvalues_agree_with_a_numpy_shuffle_test() -> None:
         assert abs(p - p_ref) <= 4 * math.sqrt(2) * se + 1e-12, (p, p_ref)
 
 
+@pytest.mark.slow
 def test_vector_memory_does_not_grow_with_classes() -> None:
     import subprocess
     import sys
@@ -164,6 +165,7 @@ def _ksg_reference(y: np.ndarray, x: np.ndarray, k: int = 5) -> float:
                  - np.mean(scipy.special.digamma(nx + 1) + scipy.special.digamma(ny + 1)))
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("x64")
 def test_mi_equals_a_kd_tree_ksg() -> None:
     rng = np.random.default_rng(3)

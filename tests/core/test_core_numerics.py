@@ -41,6 +41,7 @@ def test_fornberg_is_differentiable_and_jittable() -> None:
 
 
 # ----------------------------------------------------------------------------- derivative vs np.gradient
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [2, 3, 5, 92])
 @pytest.mark.parametrize("grid", ["unit", "uniform", "random"])
 def test_derivative_equals_np_gradient(n: int, grid: str) -> None:
@@ -64,6 +65,7 @@ def test_derivative_other_axis_and_decreasing_grid() -> None:
                                rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_higher_accuracy_and_orders_are_exact_on_polynomials() -> None:
     x = np.cumsum(np.random.default_rng(4).uniform(0.2, 1.0, 12))
     y = 0.3 * x**3 - x**2 + 2 * x
@@ -95,12 +97,14 @@ def test_epg_trapezoid_weighting() -> None:
     np.testing.assert_allclose(float(E.epg(y, x, weighting="trapezoid")), float(d @ cells), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_float32_by_default_dtype_follows_input() -> None:
     y = np.random.default_rng(6).normal(size=20).astype(np.float32)
     assert E.epg(y).dtype == jnp.float32
     assert E.epg(y.astype(np.float64)).dtype == jnp.float64  # the x64 fixture is on in this module
 
 
+@pytest.mark.slow
 def test_jit_and_vmap_of_epg() -> None:
     y = np.random.default_rng(7).normal(size=(6, 30))
     ref = np.mean(np.abs(np.gradient(y, axis=-1)), axis=-1)
@@ -111,6 +115,7 @@ def test_jit_and_vmap_of_epg() -> None:
     np.testing.assert_allclose(np.asarray(jax.jit(E.epg)(y, x)), ref_x, rtol=1e-12)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(
     shape=st.lists(st.integers(1, 3), min_size=0, max_size=2),

@@ -43,6 +43,7 @@ def test_accuracy_and_auroc_equal_the_oracles(n: int, seed: int, ties: bool) -> 
     assert 0.0 <= result.auroc_low and result.auroc_high <= 1.0
 
 
+@pytest.mark.slow
 def test_bootstrap_is_seeded_and_brackets_the_estimate() -> None:
     rng = np.random.default_rng(3)
     labels = rng.random(200) < 0.3

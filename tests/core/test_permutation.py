@@ -64,6 +64,7 @@ def test_monte_carlo_pvalues_agree_with_scipy_within_3_se() -> None:
             assert abs(ours - ref.pvalue) <= 3 * math.sqrt(2) * se + 1e-12, (i, alternative, ours, ref.pvalue)
 
 
+@pytest.mark.slow
 def test_calibration_on_white_noise() -> None:
     y = np.random.default_rng(13).normal(size=(10_000, 20))
     res = E.permutation_test(y, n_permutations=9_999, seed=13)
@@ -125,6 +126,7 @@ def test_fig9_noise_sine_step_sigmoid_zigzag_constant() -> None:
             assert float(E.permutation_test(const, alternative=alternative, statistic=stat).pvalue) == 1.0
 
 
+@pytest.mark.slow
 def test_constant_curve_on_nonuniform_grid_is_a_tie() -> None:
     x = np.cumsum(np.random.default_rng(17).uniform(0.1, 2.0, 30))
     res = E.permutation_test(np.full(30, 0.123), x)
@@ -161,6 +163,7 @@ def test_axis_argument_and_float32() -> None:
     assert res.statistic.dtype == np.float32
 
 
+@pytest.mark.slow
 def test_callable_statistic_and_options() -> None:
     y = np.linspace(0, 1, 12) ** 2
     res = E.permutation_test(y, statistic=lambda v, x: jnp.abs(v[-1] - v[0]), n_permutations=500, alternative="greater")
@@ -170,6 +173,7 @@ def test_callable_statistic_and_options() -> None:
     assert float(r2.statistic) == pytest.approx(float(E.epg(y, x, weighting="trapezoid")), rel=1e-10)
 
 
+@pytest.mark.slow
 def test_memory_is_bounded_by_the_chunk_size() -> None:
     # 1,616 curves x 10,000 shuffles x 92 steps would be 5.9 GB in float32 if allocated at once.
     import subprocess
@@ -193,6 +197,7 @@ def test_memory_is_bounded_by_the_chunk_size() -> None:
     assert _perm_scan.perm_chunk(92, 128, 4, 10_000) * 92 * 128 * 4 <= _perm_scan.CHUNK_BYTES
 
 
+@pytest.mark.slow
 def test_sharding_over_several_devices_gives_the_same_result() -> None:
     import os
     import subprocess
