@@ -28,8 +28,13 @@ from jaxtyping import Float, Int
 
 # Gandy's spending sequence eps(n) = risk * n / (n + SPEND_K), his default k = 1000.
 SPEND_K = 1000
-# Rounds of the schedule: (shuffles per round, end of that stage) -- small first rounds for clear curves.
-STAGES: tuple[tuple[int, int], ...] = ((16, 128), (64, 1024), (256, 4096), (1024, 1 << 62))
+# Rounds of the schedule: (shuffles per round, end of that stage) -- small first rounds for clear curves. The
+# undecided curves are gathered and re-blocked at the end of every stage, so that a block of curves scanned
+# together stops drawing once its slowest curve is settled: more stages, less work on settled curves (the bench
+# mix: 947 shuffles scanned per curve for 853 drawn, against 1,057 with the four stages
+# (16, 128), (64, 1024), (256, 4096), (1024, end) used before).
+STAGES: tuple[tuple[int, int], ...] = ((16, 64), (32, 256), (64, 1024), (128, 2048), (256, 3072), (256, 4096),
+                                       (512, 6144), (1024, 8192), (1024, 1 << 62))
 
 
 class Boundaries(NamedTuple):

@@ -307,7 +307,7 @@ def kernel_inputs(kernel: Kernel, z64: np.ndarray, relabel: np.ndarray | None, d
     output vectors), or their pairwise tables ``[B, N(N+1)/2]`` when the kernel's table is built on the host."""
     if kernel.host_table is not None:
         table, null = host_pair_table(z64, relabel, dtype)
-        return table.astype(dtype), null.astype(dtype)
+        return table.astype(dtype, copy=False), null.astype(dtype, copy=False)
     block = z64.astype(dtype)
     null_block = block if relabel is None else np.take_along_axis(block, relabel[:, :, None], axis=1)
     if width:
@@ -333,8 +333,8 @@ def _sequential(y3: np.ndarray, batch: tuple[int, ...], setup: _Setup, perms: np
         out = run_sequential(setup.kernel, setup.params, block, null_block, setup.per_curve(z64), perms, alpha,
                              risk, alternative, tie_rel, (bb, nb), devices)
         cols.append((*out, s if setup.scaled else np.ones(len(chunk))))
-    obs, mean, sd, lo, hi, used, s = (np.concatenate(col) for col in zip(*cols, strict=True))
-    pvalue = pvalues(lo, hi, used, alternative, False)
+    obs, mean, sd, lo, hi, used, bound, s = (np.concatenate(col) for col in zip(*cols, strict=True))
+    pvalue = np.where(np.isnan(bound), pvalues(lo, hi, used, alternative, False), bound)  # bound: Cantelli screen
     with np.errstate(divide="ignore", invalid="ignore"):
         zscore = np.where(sd > 0, (obs - mean) / sd, np.nan)
         ratio = np.where(mean > 0, obs / mean, np.nan)

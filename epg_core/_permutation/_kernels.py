@@ -30,7 +30,9 @@ CLASS_CHUNK = 8
 # the shuffle test then gathers the curve itself, and exact moments come from sorting (scalar curves only).
 MAX_TABLE_STEPS = 8192
 # Bytes of one float64 Gram chunk of the vector table (its [curves, N, C] input plus [curves, N, N] products).
-GRAM_BYTES = 64 << 20
+# Small on purpose: chunks of a few MB stay in reused heap memory and cache; 64 MB chunks took 3x as long here
+# (fresh pages for every chunk), more than the float64 products themselves (bench_vector, 2026-12-04).
+GRAM_BYTES = 8 << 20
 
 
 class Kernel(NamedTuple):
@@ -44,6 +46,8 @@ class Kernel(NamedTuple):
     prepare: Callable[[Array], Array]
     moments: Callable[[Array], tuple[Array, Array]] | None
     host_table: str | None = None  # a norm: the table is built on the host (``host_pair_table``), not by prepare
+    # (N, sum w, K2, K1, K0, vector norm or None, taps a, taps b, weights) of two-tap kernels (``host_moments``)
+    moment_consts: tuple[Any, ...] | None = None
 
 
 def _i32(a: np.ndarray) -> Array:
@@ -163,6 +167,49 @@ def _table_moments(n: int, mean_w: float, k2: float, k1: float, k0: float) -> Ca
     return moments
 
 
+def host_moments(kernel: Kernel, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The observed statistic and ``kernel.moments`` in float64 numpy for curves ``rows`` as the kernel reads them
+    (``[m, N]`` curves, ``[m, N, C]`` output vectors or ``[m, N(N+1)/2]`` host tables): the statistic and the
+    exact null moments in exact arithmetic on exactly these values (up to float64 rounding), each curve reduced on
+    its own, so a curve gets the same bits alone or in a batch."""
+    assert kernel.moment_consts is not None
+    n, mean_w, k2, k1, k0, norm, ta, tb, tw = kernel.moment_consts
+    hi, lo = _tril(n)
+    r64 = np.asarray(rows, np.float64)
+
+    def total(v: np.ndarray) -> np.ndarray:  # sequential along the last axis: the same bits whatever the batch
+        return np.cumsum(v, axis=-1)[..., -1]
+
+    if kernel.host_table is not None:
+        table = r64
+    elif r64.ndim == 2:
+        table = np.abs(r64[:, hi] - r64[:, lo])
+    else:  # whole output vectors: one curve at a time ([pairs, C] at once)
+        table = np.empty((len(r64), len(hi)))
+        for i, z in enumerate(r64):
+            d = z[hi] - z[lo]
+            table[i] = np.sqrt(total(d * d)) if norm == "l2" else total(np.abs(d))
+    off = hi != lo
+    nn1 = n * (n - 1)
+    n3, n4 = nn1 * (n - 2), nn1 * (n - 2) * (n - 3)
+    dm = 2.0 * total(table) / nn1
+    hc = np.where(off[None, :], table - dm[:, None], 0.0)
+    q = 2.0 * total(hc * hc)
+    i, j = np.indices((n, n))
+    full = hc[:, np.maximum(i, j) * (np.maximum(i, j) + 1) // 2 + np.minimum(i, j)]  # [m, n, n], 0 on the diagonal
+    per = total(full)  # the centred distances of each position to all others
+    r = total(per * per) - q
+    var = k2 * q / nn1
+    if n3:
+        var = var + k1 * r / n3
+    if n4:
+        var = var + k0 * (-2.0 * q - 4.0 * r) / n4
+    a, b = np.asarray(ta, np.int64), np.asarray(tb, np.int64)
+    top, bottom = np.maximum(a, b), np.minimum(a, b)
+    obs = total(table[:, top * (top + 1) // 2 + bottom] * np.asarray(tw)[None, :])
+    return obs, dm * mean_w, np.sqrt(np.maximum(var, 0.0))
+
+
 def prebuilt(table: Array) -> Array:
     """``prepare`` of kernels whose table was built on the host (``host_pair_table``)."""
     return table
@@ -173,10 +220,10 @@ def _tril(n: int) -> tuple[np.ndarray, np.ndarray]:
     return tuple(a.astype(np.int64) for a in np.tril_indices(n))  # type: ignore[return-value]
 
 
-@functools.partial(jax.jit, static_argnames=("n",))
-def _gram_tables(z: Array, perm: Array, *, n: int) -> tuple[Array, Array]:
-    """float64 half tables ``[B, N(N+1)/2]`` of one padded chunk and of its relabelled curves ``z[b, perm[b]]``
-    (traced with x64 enabled)."""
+@functools.partial(jax.jit, static_argnames=("n", "out"))
+def _gram_tables(z: Array, perm: Array, *, n: int, out: str) -> tuple[Array, Array]:
+    """Half tables ``[B, N(N+1)/2]`` of one padded chunk and of its relabelled curves ``z[b, perm[b]]``, computed
+    in float64 and rounded to ``out`` once at the end (traced with x64 enabled)."""
     hi, lo = (_i32(a) for a in np.tril_indices(n))
     z = z.astype(jnp.float64)
     sq = jnp.sum(z * z, axis=-1)
@@ -185,7 +232,7 @@ def _gram_tables(z: Array, perm: Array, *, n: int) -> tuple[Array, Array]:
 
     def table(a: Array, c: Array) -> Array:  # a, c: [B, P] step indices
         d2 = jnp.take_along_axis(flat, a * n + c, axis=1)
-        return jnp.where(a == c, 0.0, jnp.sqrt(jnp.maximum(d2, 0.0)))
+        return jnp.where(a == c, 0.0, jnp.sqrt(jnp.maximum(d2, 0.0))).astype(out)
 
     b = z.shape[0]
     return (table(jnp.broadcast_to(hi, (b, hi.shape[0])), jnp.broadcast_to(lo, (b, lo.shape[0]))),
@@ -195,30 +242,31 @@ def _gram_tables(z: Array, perm: Array, *, n: int) -> tuple[Array, Array]:
 def host_pair_table(z: Float[np.ndarray, "b n c"], relabel: Int[np.ndarray, "b n"] | None = None,
                     dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray]:
     """The half tables of L2 distances between the output vectors of every curve's steps (and of the curves
-    relabelled by ``relabel``, None: the same), in float64, as matrix products:
+    relabelled by ``relabel``, None: the same), computed in float64 as matrix products and returned in ``dtype``:
     ``|a - b|^2 = |a|^2 + |b|^2 - 2 a.b`` (the curves arrive normalised: each output centred on its midrange).
 
     float64 accumulation (a scoped ``jax.enable_x64``, whatever the test's precision) keeps the cancellation
     of close vectors (adjacent steps of a smooth curve) far below float32 resolution; rows are
-    ``hi*(hi+1)/2 + lo`` as in ``_pair_table``. Chunks of ``GRAM_BYTES`` bound the memory. ``dtype``: the
-    curves travel to the device in the test's precision (float32: half the bytes; products of float32 values
-    are exact in float64, so only the float32 rounding of the inputs, ~1e-7 relative, remains).
+    ``hi*(hi+1)/2 + lo`` as in ``_pair_table``. Chunks of ``GRAM_BYTES`` bound the memory. The curves travel
+    to the device in float64 whatever ``dtype``: rounding them to float32 first would cost up to 6e-4 relative on
+    steps that differ by 1e-4 of the curve's spread (eps32 |z| / |z_a - z_b|); only the finished distances are
+    rounded to ``dtype`` (6e-8 relative for float32). See ``tests/core/test_vector_blas.py``.
     """
     b, n, c = z.shape
-    out = np.empty((b, n * (n + 1) // 2), np.float64)
+    out = np.empty((b, n * (n + 1) // 2), dtype)
     out_r = out if relabel is None else np.empty_like(out)
     step = max(1, min(b, GRAM_BYTES // (8 * n * (c + 2 * n))))
     ident = np.broadcast_to(np.arange(n, dtype=np.int32), (b, n))
     perm_all = ident if relabel is None else relabel
     with jax.enable_x64(True):
         for s0 in range(0, b, step):
-            chunk = np.asarray(z[s0:s0 + step], dtype)
+            chunk = np.asarray(z[s0:s0 + step], np.float64)
             perm = np.asarray(perm_all[s0:s0 + step], np.int32)
             rows = len(chunk)
             if rows < step:
                 chunk = np.concatenate([chunk, np.zeros((step - rows,) + chunk.shape[1:])])
                 perm = np.concatenate([perm, ident[: step - rows]])
-            t, t_r = _gram_tables(jnp.asarray(chunk), jnp.asarray(perm), n=n)
+            t, t_r = _gram_tables(jnp.asarray(chunk), jnp.asarray(perm), n=n, out=np.dtype(dtype).name)
             out[s0:s0 + rows] = np.asarray(t)[:rows]
             if relabel is not None:
                 out_r[s0:s0 + rows] = np.asarray(t_r)[:rows]
@@ -255,9 +303,11 @@ def epg_kernel(runs: Runs, static_w: bytes, static_c: bytes, n: int, taps: int, 
 
         consts = overlap_weights(a_np, b_np, coef_np)
         moments = _table_moments(n, float(np.sum(coef_np)), *consts)
+        mc = (n, float(np.sum(coef_np)), *consts, norm if vector else None, tuple(a_np.tolist()),
+              tuple(b_np.tolist()), tuple(coef_np.tolist()))
         if vector and norm == "l2":  # matrix products on the host (float64), not element by element
-            return Kernel(kernel, prebuilt, moments, "l2")
-        return Kernel(kernel, _pair_table(vector, norm, n), moments)
+            return Kernel(kernel, prebuilt, moments, "l2", mc)
+        return Kernel(kernel, _pair_table(vector, norm, n), moments, None, mc)
 
     def magnitude(v: Array) -> Array:
         if not vector:

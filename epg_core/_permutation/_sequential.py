@@ -10,6 +10,11 @@ fixed-K counts. The order of work is free: curves are sorted by their exact-mome
 of curves scanned together holds curves of similar difficulty (clear drifts with clear drifts, noise with
 noise), and a block's loop over rounds ends when all its curves are settled. Curves still undecided at the
 end of a stage are gathered, re-blocked and continued with larger rounds.
+
+Before any shuffle, a rigorous screen (``cantelli_pvalues``) settles curves from their exact null moments:
+Cantelli's one-sided Chebyshev inequality ``P(T <= mu - k sigma) <= 1 / (1 + k^2)`` bounds the exact
+permutation p-value; a curve whose bound is below alpha is significant with no resampling risk at all, its
+reported p-value is the bound itself (super-uniform, so the FDR correction stays valid) and ``n_used = 0``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 from jaxtyping import Array
 
 from epg_core._permutation._bounds import boundaries
-from epg_core._permutation._kernels import Kernel, identity
+from epg_core._permutation._kernels import Kernel, host_moments, identity
 from epg_core._permutation._scan import CHUNK_BYTES, curves_last, observed, pad_rows, to_blocks
 
 # Curves prepared together on the host (normalised, relabelled, sorted by z-score): bounds host memory.
@@ -93,6 +98,83 @@ def _stage(
     return jax.lax.map(one_block, (null_blocks, obs, tol, per_curve, lo0, hi0, active0))
 
 
+# Curves whose screen bound from the kernel's own moments (float32: accurate to ~1e-6) is below SCREEN_SLACK *
+# alpha get their statistic and moments recomputed in float64; the slack only picks candidates, the decision
+# is made on the float64 values.
+SCREEN_SLACK = 1.25
+# Candidate curves whose float64 moments are computed together (bounds the [curves, pairs] float64 table).
+SCREEN_CURVES = 128
+
+
+def cantelli_bound(obs: np.ndarray, mean: np.ndarray, sd: np.ndarray, tol: np.ndarray, alternative: str,
+                   rel: float) -> np.ndarray:
+    """Cantelli's bound on the exact permutation p-value of every curve, counting ties as the fixed test does
+    (``T <= obs + tol`` is "less", ``T >= obs - tol`` is "greater"); 1 where there is none.
+
+    ``mean``/``sd`` are the exact null moments of the statistic in exact arithmetic; ``rel`` bounds the relative
+    rounding of a computed shuffle statistic (a sum of non-negative terms), so the bound covers the counts the
+    kernel makes: a computed ``T' <= obs + tol`` implies ``T <= (obs + tol)(1 + rel)``.
+    Two-sided: ``min(1, 2 min(bound_less, bound_greater))``, the convention of ``pvalues``.
+    """
+    obs, mean, sd, tol = (np.asarray(a, np.float64) for a in (obs, mean, sd, tol))
+    ok = np.isfinite(obs) & np.isfinite(mean) & np.isfinite(sd) & (sd > 0)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        gap_less = mean - (obs + tol) * (1.0 + rel)
+        gap_greater = (obs - tol) * (1.0 - rel) - mean
+        var = sd * sd
+
+        def one(gap: np.ndarray) -> np.ndarray:
+            return np.where(ok & (gap > 0), var / (var + gap * gap), 1.0)
+
+        less, greater = one(gap_less), one(gap_greater)
+    if alternative == "less":
+        return less
+    if alternative == "greater":
+        return greater
+    return np.minimum(1.0, 2.0 * np.minimum(less, greater))
+
+
+def cantelli_pvalues(kernel: Kernel, block: np.ndarray, obs: np.ndarray, mean: np.ndarray, sd: np.ndarray,
+                     tie_rel: float, alpha: float, alternative: str, n: int) -> np.ndarray:
+    """Cantelli's bound on each curve's exact p-value where it is below alpha (NaN elsewhere: not settled).
+
+    The statistic and moments the kernel computed in the test's precision pick the candidates (a rough bound <
+    ``SCREEN_SLACK`` * alpha); for them the observed statistic and the moments are recomputed in float64 from the
+    same inputs, curve by curve. The kernel's values are sums of non-negative terms with N + 2 roundings each
+    (``rel`` = twice that), so its counts ``T' <= obs' + tol`` imply ``T <= (obs (1 + rel) + tol)(1 + rel)`` in
+    exact arithmetic, with ``tol = tie_rel obs (1 + rel)`` at most: the bound covers the kernel's counts.
+    """
+    out = np.full(obs.shape, np.nan)
+    if kernel.moment_consts is None or obs.size == 0:
+        return out
+    rel = max(2.0 * (n + 2) * float(np.finfo(block.dtype).eps), 1e-9)  # 1e-9: the float64 moments' own rounding
+    obs = np.asarray(obs, np.float64)
+    rough = cantelli_bound(obs, mean, sd, tie_rel * np.abs(obs), alternative, 1e3 * rel)
+    cand = np.nonzero(rough < SCREEN_SLACK * alpha)[0]
+    if len(cand) == 0:
+        return out
+    o64, m64, sd64 = (np.empty(len(cand)) for _ in range(3))
+    for s0 in range(0, len(cand), SCREEN_CURVES):
+        part = slice(s0, s0 + SCREEN_CURVES)
+        o64[part], m64[part], sd64[part] = host_moments(kernel, block[cand[part]])
+    obs_hi = np.abs(o64) * (1.0 + rel)  # the kernel's observed value is at most this, and at least o64 (1 - rel)
+    bound = np.minimum(
+        1.0, _sided(cantelli_bound(obs_hi, m64, sd64, tie_rel * obs_hi, "less", rel),
+                    cantelli_bound(np.abs(o64) * (1.0 - rel), m64, sd64, tie_rel * obs_hi, "greater", rel),
+                    alternative))
+    keep = bound < alpha
+    out[cand[keep]] = bound[keep]
+    return out
+
+
+def _sided(less: np.ndarray, greater: np.ndarray, alternative: str) -> np.ndarray:
+    if alternative == "less":
+        return less
+    if alternative == "greater":
+        return greater
+    return 2.0 * np.minimum(less, greater)
+
+
 def _pow2_at_most(v: int) -> int:
     return 1 << (max(1, v).bit_length() - 1)
 
@@ -104,7 +186,8 @@ def run_sequential(
 ) -> tuple[np.ndarray, ...]:
     """The sequential test of one host chunk of curves (``block``/``null_block`` what the kernel reads:
     normalised curves, relabelled ones, see ``kernel_inputs``), ``layout`` = (curves per block, blocks per
-    call). Returns obs, mean, sd, lo, hi, n_used per curve."""
+    call). Returns obs, mean, sd, lo, hi, n_used and the Cantelli p-value per curve (NaN where the screen did
+    not settle the curve; such curves have ``n_used = 0`` and no counts)."""
     n_curves = block.shape[0]
     k, n = perms.shape
     two_sided = alternative == "two-sided"
@@ -133,10 +216,14 @@ def run_sequential(
     obs_d = obs.astype(dtype)  # the observed statistic exactly as the kernel computed it
     tol = np.asarray(tie_rel, dtype) * np.abs(obs_d)  # as the fixed test computes it (in the test's dtype)
 
-    # 2. order of work: by z-score (similar curves share a block); NaN (no moments) keep their place
+    # 2. the rigorous screen: curves significant by Cantelli's bound draw no shuffle
+    bound = cantelli_pvalues(kernel, block, obs_d, mean, sd, tie_rel, alpha, alternative, n)
+
+    # 3. order of work: by z-score (similar curves share a block); NaN (no moments) keep their place
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(sd > 0, (obs - mean) / sd, 0.0)
     order = np.argsort(np.nan_to_num(z, nan=0.0), kind="stable")
+    order = order[np.isnan(bound[order])]
 
     max_size = max(bnd.round_size)
     perms_pad = np.concatenate([perms, np.broadcast_to(np.arange(n, dtype=np.int32), (max_size, n))])
@@ -176,4 +263,4 @@ def run_sequential(
         todo = todo[used[todo] == 0]
         start = int(ends[-1])
     assert len(todo) == 0, "the last check decides every curve"
-    return obs, mean, sd, lo, hi, used
+    return obs, mean, sd, lo, hi, used, bound

@@ -90,3 +90,75 @@ def test_shuffle_test_refuses_millions_of_steps_before_allocating() -> None:
     with pytest.raises(E.DataError, match="shuffles"):
         E.permutation_test(y, method="sequential")
     assert time.perf_counter() - t0 < 5
+
+
+def _adversarial_vectors(n: int, c: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Curves of output vectors where ``|a|^2 + |b|^2 - 2 a.b`` cancels: [B, N, C] float32 each."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n, dtype=np.float64)[None, :, None]
+    u = rng.normal(size=(3, 1, c))
+    smooth = 0.5 + 1e-4 * t * u / np.abs(u).max()  # adjacent steps differ by 1e-4 of the spread ...
+    smooth[:, -1] += 1.0  # ... which the last step's jump sets
+    return {
+        "random": rng.random((3, n, c)),
+        "offset": 1e4 + rng.random((3, n, c)),  # a large common offset
+        "near-constant": 0.25 + 1e-6 * rng.random((3, n, c)),
+        "smooth": smooth,
+    }
+
+
+def _oracle_tables(y: np.ndarray) -> np.ndarray:
+    """Direct float64 distances of the engine's normalised curves (numpy, no matrix identity)."""
+    z = normalise(y.astype(np.float32))[0]
+    return _direct(z)
+
+
+@pytest.mark.parametrize("case", ["random", "offset", "near-constant", "smooth"])
+def test_tables_equal_direct_float64_distances_on_adversarial_curves(case: str) -> None:
+    """C = 1,000 outputs: the float32 tables the kernel reads equal direct float64 distances to 1e-5 relative."""
+    n = 30
+    y = _adversarial_vectors(n, 1000)[case].astype(np.float32)
+    ref = _oracle_tables(y)
+    z = normalise(y)[0]
+    table = host_pair_table(z, None, np.float32)[0]
+    assert table.dtype == np.float32
+    off = ref > 0
+    rel = np.abs(table[off] - ref[off]) / ref[off]
+    assert rel.max() <= 1e-5, (case, rel.max())
+    np.testing.assert_array_equal(table[~off], 0.0)
+
+
+def test_float32_products_cannot_hold_1e5_even_on_mean_centred_outputs() -> None:
+    """Why the products stay in float64: the float32 identity on outputs centred on each curve's mean vector still
+    loses far more than 1e-5 relative where adjacent steps differ by 1e-4 of the spread."""
+    y = _adversarial_vectors(30, 1000)["smooth"].astype(np.float32)
+    ref = _oracle_tables(y)
+    z = normalise(y)[0]
+    zc = (z - z.mean(axis=1, keepdims=True)).astype(np.float32)
+    sq = np.einsum("bnc,bnc->bn", zc, zc)
+    gram = np.matmul(zc, np.swapaxes(zc, 1, 2))
+    hi, lo = np.tril_indices(30)
+    f32 = np.sqrt(np.maximum(sq[:, hi] + sq[:, lo] - 2 * gram[:, hi, lo], 0))
+    off = ref > 0
+    assert np.max(np.abs(f32[off] - ref[off]) / ref[off]) > 1e-3
+
+
+@pytest.mark.parametrize("case", ["random", "offset", "near-constant", "smooth"])
+def test_pvalues_equal_the_direct_computation_on_adversarial_curves(case: str) -> None:
+    """All 720 orderings of 6 steps x 1,000 outputs: the float32 test's statistic equals np.gradient + norm to
+    1e-5 relative and its exact p-values (both tails, ties within the engine's tolerance) equal those of the
+    numpy float64 null of direct distances."""
+    n = 6
+    y = _adversarial_vectors(n, 1000, seed=1)[case].astype(np.float32)
+    perms = np.array(list(itertools.permutations(range(n))))
+    res = {alt: E.permutation_test(y, class_axis=-1, exact=True, alternative=alt) for alt in ("less", "greater")}
+    z = normalise(y)[0]
+    s = normalise(y)[1]
+    tol = 2 * n * float(np.finfo(np.float32).eps)  # TIE_ULPS * N ulps, relative to the observed statistic
+    for i in range(len(y)):
+        null = np.mean(np.linalg.norm(np.gradient(z[i][perms], axis=1), axis=-1), axis=1)
+        obs = float(np.mean(np.linalg.norm(np.gradient(z[i], axis=0), axis=-1)))
+        assert float(res["less"].statistic[i]) == pytest.approx(obs * s[i], rel=1e-5)
+        tie = np.abs(null - obs) <= tol * obs
+        assert float(res["less"].pvalue[i]) == pytest.approx(np.mean((null <= obs) | tie), abs=1e-12), case
+        assert float(res["greater"].pvalue[i]) == pytest.approx(np.mean((null >= obs) | tie), abs=1e-12), case
