@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, cast
 
 import numpy as np
 
@@ -15,12 +15,13 @@ __all__ = ["Statistic", "StatisticSetup", "no_moments"]
 
 def no_moments(z: np.ndarray) -> np.ndarray:
     """The per-curve constant of a statistic that needs none (zeros, one per curve)."""
-    return np.zeros(z.shape[0])
+    out: np.ndarray = np.zeros(int(z.shape[0]), dtype=np.float64)
+    return out
 
 
 def _as_type_of(default: Any, value: Any, where: str) -> Any:
     """``value`` as the type of ``default`` (int, float, bool, str); one UsageError line when it is not one."""
-    kind = type(default)
+    kind: type[object] = type(cast(object, default))
     if default is None or isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
         return value
     if kind is float and isinstance(value, int) and not isinstance(value, bool):

@@ -25,7 +25,8 @@ def statistic_names() -> tuple[str, ...]:
 def register_statistic(cls: type[Statistic]) -> type[Statistic]:
     """Register the user's own :class:`Statistic` subclass under ``cls.name`` (usable as a decorator); a name
     already taken by another class is refused (registering the same class again is a no-op)."""
-    if not (isinstance(cls, type) and issubclass(cls, Statistic)) or not cls.name:
+    is_statistic = isinstance(cls, type) and issubclass(cls, Statistic)  # pyright: ignore[reportUnnecessaryIsInstance]
+    if not is_statistic or not cls.name:  # callers from untyped code pass anything
         raise UsageError("register_statistic takes a Statistic subclass with a name")
     if cls.name in BUILTIN or _REGISTERED.get(cls.name, cls) is not cls:
         raise UsageError(f"a statistic named {cls.name!r} is already registered")
