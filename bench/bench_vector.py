@@ -7,8 +7,9 @@ calls after one compiling call; memory must stay bounded by the class chunk, not
 
 BLAS lower bound (issue 20), timed in the same child: the one matrix product per curve that any distance
 table needs, ``z z^T`` of its ``[N, C]`` outputs in float32 (XLA's batched dot, chunks of 64 curves, warm,
-median), with nothing else. The vector test builds its tables with the same product in float64 (the
-float32 identity loses up to 1e-3 relative to cancellation), then runs the scalar test's scan.
+median), with nothing else. The vector test builds its tables with the same product in float64 on float64
+inputs, in chunks of 8 MB (the float32 identity loses up to 1e-3 relative to cancellation, even on outputs
+centred on each curve's mean vector: see tests/core/test_vector_blas.py), then runs the scalar test's scan.
 """
 
 from __future__ import annotations

@@ -245,7 +245,7 @@ def run_sequential(
         for ci, s0 in enumerate(range(0, len(todo), bc_max)):
             dev = devices[ci % len(devices)]
             idx = todo[s0:s0 + bc_max]
-            nb = min(nb_max, 1 << max(0, (-(-len(idx) // bb) - 1).bit_length()))  # power-of-two block counts
+            nb = nb_max  # one compiled shape per stage; a block of padding has no active curve, so no rounds
             bc = bb * nb
             act = pad_rows(np.ones(len(idx), bool), bc, False)
             args = (curves_last(pad_rows(null_block[idx], bc, 0), nb, dev),
