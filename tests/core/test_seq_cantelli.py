@@ -113,3 +113,28 @@ def test_settled_curves_agree_with_fixed_k_and_invariances_hold() -> None:
     for alternative in ("less", "greater"):  # one-sided: only the matching tail settles
         res = E.permutation_test(y[:60], method="sequential", alternative=alternative, seed=5)
         assert (alternative == "less") == bool(np.any(res.n_used == 0))
+
+
+@pytest.mark.parametrize("norm", ["l2", "l1"])
+def test_vector_bound_is_above_the_exact_pvalue_from_full_enumeration(norm: str) -> None:
+    """Whole output vectors (host tables for L2, tables built in the kernel for L1): the settled p-value is at
+    least the exact one over all 5,040 orderings (numpy np.gradient + vector norm, float64)."""
+    rng = np.random.default_rng(11)
+    n, c = 7, 4
+    t = np.linspace(0, 1, n)[None, :, None]
+    y = rng.normal(size=(160, n, c)) + rng.uniform(0, 15, (160, 1, 1)) * t * rng.normal(size=(160, 1, c))
+    y[:20] = np.sort(y[:20], axis=1)  # monotone in every output
+    perms = np.array(list(itertools.permutations(range(n))))
+    ordn = 2 if norm == "l2" else 1
+    less = np.empty(len(y))
+    for i, row in enumerate(y):
+        null = np.mean(np.linalg.norm(np.gradient(row[perms], axis=1), ord=ordn, axis=-1), axis=1)
+        obs = np.mean(np.linalg.norm(np.gradient(row, axis=0), ord=ordn, axis=-1))
+        less[i] = np.mean(null <= obs * (1 + 1e-9))
+    seq = E.permutation_test(y, class_axis=-1, norm=norm, method="sequential", alpha=0.999, exact=False,
+                             n_permutations=2_000, alternative="less", precision="float64", seed=2)
+    exact = E.permutation_test(y, class_axis=-1, norm=norm, exact=True, alternative="less", precision="float64")
+    settled = seq.n_used == 0
+    assert settled.sum() > 40
+    assert np.all(seq.pvalue[settled] >= less[settled])
+    assert np.all(seq.pvalue[settled] >= exact.pvalue[settled])
