@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from typing import Any, Literal, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
@@ -29,18 +28,15 @@ from epg_core._numerics._derivative import check_curves, check_grid
 from epg_core._permutation._kernels import (
     CLASS_CHUNK,
     Kernel,
-    callable_kernel,
     host_pair_table,
     identity,
-    make_epg_kernel,
-    mi_kernel,
-    pearson_kernel,
-    unit_norm_grid,
 )
 from epg_core._permutation._scan import CHUNK_BYTES as CHUNK_BYTES
 from epg_core._permutation._scan import blocks, pad_rows, perm_chunk, run_chunk, scan_inputs
 from epg_core._permutation._sequential import SEQ_CURVES, run_sequential
 from epg_core._permutation._sets import all_permutations, random_permutations, relabellings
+from epg_core._statistics._base import Statistic, StatisticSetup
+from epg_core._statistics._lookup import get_statistic, resolve_statistic, statistic_names
 
 Alternative = Literal["two-sided", "less", "greater", "centered"]
 Precision = Literal["float32", "float64"]
@@ -154,56 +150,23 @@ def resolve_dtype(y: np.ndarray, precision: str | None = None) -> np.dtype:
     return np.dtype(precision) if precision is not None else np.dtype(jax.dtypes.canonicalize_dtype(y.dtype))
 
 
-class _Setup(NamedTuple):
-    """A statistic ready for the scan plus how to read it: normalise the curves? scale it back by ``s``?"""
-
-    kernel: Kernel
-    params: Any
-    normalised: bool
-    scaled: bool
-    per_curve: Callable[[np.ndarray], np.ndarray]
-
-
-def _setup(statistic: str | Callable[..., Array], n: int, c: int, vector: bool, x: ArrayLike | None, dtype: Any,
-           norm: str, options: dict[str, Any]) -> _Setup:
-    """Pick the kernel for ``statistic`` (scalar statistics other than EPG refuse whole output vectors)."""
+def _setup(statistic: str | Statistic | Callable[..., Array], n: int, c: int, vector: bool, x: ArrayLike | None,
+           dtype: Any, norm: str, options: dict[str, Any]) -> StatisticSetup:
+    """The registered statistic's kernel (a statistic that takes one output per step refuses output vectors)."""
+    stat = resolve_statistic(statistic)
+    if vector and not stat.vector:
+        raise UsageError(f"statistic {stat.name!r} needs one output per step; class_axis works with "
+                         f"{', '.join(n for n in statistic_names() if get_statistic(n).vector)} only")
     grid = np.arange(n, dtype=np.float64) if x is None else np.asarray(x, np.float64)
-    zeros: Callable[[np.ndarray], np.ndarray] = lambda z: np.zeros(z.shape[0])  # noqa: E731
-    if statistic == "epg":
-        kernel = make_epg_kernel(n, x, options.pop("weighting", "mean"), vector, norm, options)
-        return _Setup(kernel, (), True, True, zeros)
-    if vector:
-        raise UsageError(f"statistic {statistic!r} needs one output per step; class_axis works with 'epg' only")
-    if statistic == "pearson":
-        if options:
-            raise UsageError(f"pearson takes no options, got {sorted(options)}")
-
-        def inv_norm(z: np.ndarray) -> np.ndarray:
-            zc = z[:, :, 0] - z[:, :, 0].mean(axis=1, keepdims=True)
-            ss = np.sum(zc * zc, axis=1)
-            with np.errstate(divide="ignore"):
-                return np.where(ss > 0, 1.0 / np.sqrt(ss), np.nan)
-
-        return _Setup(Kernel(pearson_kernel, identity, None), (jnp.asarray(unit_norm_grid(grid), dtype),), True,
-                      False, inv_norm)
-    if statistic == "mi":
-        k = int(options.pop("k", 5))
-        if options:
-            raise UsageError(f"mi takes only k, got {sorted(options)}")
-        if not 1 <= k < n:
-            raise UsageError(f"the KSG estimator needs 1 <= k < N steps, got k={k} and N={n}")
-        return _Setup(mi_kernel(k), (jnp.asarray(grid, dtype),), True, False, zeros)
-    if callable(statistic):
-        kernel = callable_kernel(statistic, tuple(sorted(options.items())))
-        return _Setup(kernel, (jnp.asarray(grid, dtype),), False, False, zeros)
-    raise UsageError(f"unknown statistic {statistic!r}; use 'epg', 'pearson', 'mi' or a callable f(y, x)")
+    return stat.setup(n, grid, None if x is None else np.asarray(x), vector, np.dtype(dtype), norm,
+                      stat.checked_options(options))
 
 
 def permutation_test(
     y: Float[ArrayLike, ...],
     x: Float[ArrayLike, " n"] | None = None,
     *,
-    statistic: str | Callable[..., Array] = "epg",
+    statistic: str | Statistic | Callable[..., Array] = "epg",
     n_permutations: int = 10_000,
     alternative: str = "two-sided",
     seed: int = 0,
@@ -220,6 +183,10 @@ def permutation_test(
 ) -> PermutationResult:
     """Shuffle test of the statistic of every curve in ``y`` against random orderings of its own outputs.
 
+    ``statistic``: a registered name (``statistic_names()``: "epg", "pearson", "mi" and the user's own), a
+    :class:`Statistic` or a callable ``f(y[N], x[N], **options) -> scalar``; ``statistic_options`` are its
+    options (``Statistic.options``: EPG's ``weighting``, derivative ``accuracy``..., MI's ``k``).
+
     A real, smooth effect has a *smaller* EPG than its shuffles (lower tail); "two-sided" (default) looks
     at both tails. p-values: "less" ``(#{T<=t}+1)/(K+1)``, "greater" ``(#{T>=t}+1)/(K+1)``, "two-sided"
     ``min(1, 2 min(p_less, p_greater))``, "centered" the authors' ``#{|T-mean|>=|t-mean|}/K`` (computed in
@@ -230,7 +197,9 @@ def permutation_test(
     ``method="sequential"`` stops each curve's shuffles once its decision at ``alpha`` is settled with
     resampling risk <= ``risk`` (Gandy 2009), at most ``n_permutations``: the same shuffles in the same order
     as the fixed test, so a curve that needs all K gets the fixed test's answer; p-values are
-    ``(count + 1) / (n_used + 1)`` from the shuffles drawn (``n_used`` in the result).
+    ``(count + 1) / (n_used + 1)`` from the shuffles drawn (``n_used`` in the result). A curve whose exact-moment
+    Cantelli bound on its p-value is already below ``alpha`` draws none: its p-value is that bound (valid and
+    conservative) and ``n_used`` is 0.
     """
     _validate(alternative, n_permutations, exact, alpha, norm)
     _validate_method(method, risk, alternative, return_null)
@@ -241,9 +210,9 @@ def permutation_test(
                      class_axis, norm, precision, dict(statistic_options), method, float(risk))
 
 
-def _test(y: ArrayLike, x: ArrayLike | None, statistic: str | Callable[..., Array], n_perm: int, alternative: str,
-          seed: int, alpha: float, exact: Any, return_null: bool, axis: int, class_axis: int | None, norm: str,
-          precision: str | None, options: dict[str, Any], method: str = "fixed",
+def _test(y: ArrayLike, x: ArrayLike | None, statistic: str | Statistic | Callable[..., Array], n_perm: int,
+          alternative: str, seed: int, alpha: float, exact: Any, return_null: bool, axis: int, class_axis: int | None,
+          norm: str, precision: str | None, options: dict[str, Any], method: str = "fixed",
           risk: float = 1e-3) -> PermutationResult:
     y3, batch = as_curves(y, axis, class_axis)
     n_curves, n, c = y3.shape
@@ -316,7 +285,7 @@ def kernel_inputs(kernel: Kernel, z64: np.ndarray, relabel: np.ndarray | None, d
     return block[:, :, 0], null_block[:, :, 0]
 
 
-def _sequential(y3: np.ndarray, batch: tuple[int, ...], setup: _Setup, perms: np.ndarray, seed: int,
+def _sequential(y3: np.ndarray, batch: tuple[int, ...], setup: StatisticSetup, perms: np.ndarray, seed: int,
                 alpha: float, risk: float, alternative: str, vector: bool, dtype: np.dtype) -> PermutationResult:
     """The sequential engine on host chunks of curves (see ``_perm_sequential``)."""
     n_curves, n, c = y3.shape
