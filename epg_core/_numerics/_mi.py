@@ -35,12 +35,15 @@ def ksg_mi(y: Float[ArrayLike, " n"], x: Float[ArrayLike, " n"], *, k: int = 5) 
 
 
 def ksg_scaled(y: Float[ArrayLike, " n"], x: Float[ArrayLike, " n"], *, k: int = 5) -> Float[Array, ""]:
-    """The KSG estimate for a curve ``y`` already brought to the grid's standard deviation (any offset).
+    """The KSG estimate for a curve ``y`` already brought to the grid's standard deviation (any offset)."""
+    nx, ny = ksg_counts(y, x, k=k)
+    n = nx.shape[-1]
+    return digamma(float(n)) + digamma(float(k)) - jnp.mean(digamma(nx + 1.0) + digamma(ny + 1.0))
 
-    The shuffle test scales every curve once on the host and calls this on the permuted curves: the scaling
-    is then the same bits for every ordering and every batch, so distance ties (many, on a uniform grid) are
-    broken the same way whether a curve is tested alone or in a batch.
-    """
+
+def ksg_counts(y: Float[ArrayLike, " n"], x: Float[ArrayLike, " n"], *, k: int = 5) -> tuple[Array, Array]:
+    """Per point, the neighbours strictly closer than its k-th joint neighbour in x and in y (int32 ``[n]``
+    each), for a curve ``y`` already brought to the grid's standard deviation: KSG's only data-dependent part."""
     y = jnp.asarray(y)
     x = jnp.asarray(x, y.dtype)
     n = y.shape[-1]
@@ -51,6 +54,6 @@ def ksg_scaled(y: Float[ArrayLike, " n"], x: Float[ArrayLike, " n"], *, k: int =
     eye = jnp.eye(n, dtype=bool)
     dz = jnp.where(eye, jnp.inf, jnp.maximum(dx, dy))
     eps = -jax.lax.top_k(-dz, k)[0][:, k - 1]  # distance to the k-th joint neighbour
-    nx = jnp.sum((dx < eps[:, None]) & ~eye, axis=1)
-    ny = jnp.sum((dy < eps[:, None]) & ~eye, axis=1)
-    return digamma(float(n)) + digamma(float(k)) - jnp.mean(digamma(nx + 1.0) + digamma(ny + 1.0))
+    nx = jnp.sum((dx < eps[:, None]) & ~eye, axis=1, dtype=jnp.int32)
+    ny = jnp.sum((dy < eps[:, None]) & ~eye, axis=1, dtype=jnp.int32)
+    return nx, ny
