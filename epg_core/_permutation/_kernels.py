@@ -20,7 +20,6 @@ from jaxtyping import Array, Float, Int
 
 from epg_core._errors import UsageError
 from epg_core._numerics._derivative import host_plan
-from epg_core._numerics._mi import ksg_mi
 from epg_core._numerics._stats import cell_widths
 
 Runs = tuple[tuple[int, int, tuple[int, ...]], ...]
@@ -344,18 +343,6 @@ def pearson_kernel(yt: Array, perms: Array, params: tuple[Array], per_curve: Arr
     """Pearson's rho of every permuted curve (means and norms are permutation invariant)."""
     (xn,) = params  # [N] centred unit-norm grid; per_curve: [B] 1/||y - mean|| (NaN if constant)
     return jnp.sum(yt[perms] * xn[None, :, None], axis=1) * per_curve[None, :]
-
-
-@functools.lru_cache(maxsize=8)
-def mi_kernel(k: int) -> Kernel:
-    """KSG mutual information between every permuted curve and the (standardised) property grid."""
-
-    def kernel(yt: Array, perms: Array, params: tuple[Array], per_curve: Array) -> Array:
-        (grid,) = params
-        z = jnp.moveaxis(yt[perms], 1, 2)  # [P, B, N]
-        return jax.vmap(jax.vmap(lambda c: ksg_mi(c, grid, k=k)))(z)
-
-    return Kernel(kernel, identity, None)
 
 
 @functools.lru_cache(maxsize=32)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple, cast
 
+import jax.numpy as jnp
 import numpy as np
 
 from epg_core._errors import UsageError
-from epg_core._permutation._kernels import Kernel
+from epg_core._permutation._kernels import Kernel, callable_kernel
 
 __all__ = ["Statistic", "StatisticSetup", "no_moments"]
 
@@ -58,7 +59,9 @@ class Statistic:
     """A statistic of one curve (or one output-vector curve) that the shuffle test can test.
 
     Subclasses set ``name``, ``summary`` (one line for ``--help``), ``options`` (option name -> default), and
-    ``vector`` (True if it takes whole output vectors, ``class_axis``), and implement :meth:`setup`.
+    ``vector`` (True if it takes whole output vectors, ``class_axis``). The simplest statistic defines
+    ``value(y, x, **options) -> scalar`` as a ``@staticmethod`` (a JAX function of one curve ``y[N]`` on the
+    grid ``x[N]``, run on the raw outputs); a built-in one overrides :meth:`setup` with its own fused kernel.
     """
 
     name: ClassVar[str] = ""
@@ -78,5 +81,11 @@ class Statistic:
 
     def setup(self, n: int, grid: np.ndarray, x: np.ndarray | None, vector: bool, dtype: np.dtype, norm: str,
               options: dict[str, Any]) -> StatisticSetup:
-        """The kernel for curves of ``n`` steps on ``grid`` (``x``: the grid as given, None for unit steps)."""
-        raise NotImplementedError
+        """The kernel for curves of ``n`` steps on ``grid`` (``x``: the grid as given, None for unit steps);
+        by default the batched kernel of the static ``value`` method."""
+        value = getattr(type(self), "value", None)
+        if not callable(value):
+            raise UsageError(f"statistic {self.name!r} defines neither a static value(y, x) nor setup()")
+        kernel = callable_kernel(value, tuple(sorted(options.items())))
+        params = (jnp.asarray(grid, dtype),)  # pyright: ignore[reportUnknownMemberType] - jax's stubs
+        return StatisticSetup(kernel, params, False, False, no_moments)

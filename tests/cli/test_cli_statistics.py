@@ -16,18 +16,16 @@ import epg_core as E
 USER_MODULE = '''
 from typing import ClassVar
 import jax.numpy as jnp
-import numpy as np
 import epg_core as E
-from epg_core._permutation._kernels import callable_kernel
 
 
 class Range(E.Statistic):
     name: ClassVar[str] = "range"
     summary: ClassVar[str] = "max - min"
 
-    def setup(self, n, grid, x, vector, dtype, norm, options):
-        kernel = callable_kernel(lambda y, g: jnp.max(y) - jnp.min(y), ())
-        return E.StatisticSetup(kernel, (jnp.asarray(grid, dtype),), False, False, lambda z: np.zeros(z.shape[0]))
+    @staticmethod
+    def value(y, x):
+        return jnp.max(y) - jnp.min(y)
 '''
 
 

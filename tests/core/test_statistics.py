@@ -15,7 +15,6 @@ from jaxtyping import Array
 from small_outputs import small_outputs
 
 import epg_core as E
-from epg_core._permutation._kernels import callable_kernel
 from epg_core._statistics._registry import BUILTIN
 
 
@@ -25,14 +24,10 @@ class Slope(E.Statistic):
     name: ClassVar[str] = "test-slope"
     summary: ClassVar[str] = "absolute least-squares slope"
 
-    def setup(self, n: int, grid: np.ndarray, x: np.ndarray | None, vector: bool, dtype: np.dtype, norm: str,
-              options: dict[str, Any]) -> E.StatisticSetup:
-        def slope(y: Array, g: Array) -> Array:
-            gc = g - g.mean()
-            return jnp.abs(jnp.sum(gc * (y - y.mean())) / jnp.sum(gc * gc))
-
-        return E.StatisticSetup(callable_kernel(slope, ()), (jnp.asarray(grid, dtype),), False, False,
-                                lambda z: np.zeros(z.shape[0]))
+    @staticmethod
+    def value(y: Array, x: Array) -> Array:
+        xc = x - x.mean()
+        return jnp.abs(jnp.sum(xc * (y - y.mean())) / jnp.sum(xc * xc))
 
 
 def test_the_registry_lists_each_built_in_under_its_own_name() -> None:
