@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._core import VERDICT_COLUMNS
+from ._core import verdict_columns
 from ._options import executor_options, force_option, quiet_option, refuse_foreign_outputs
 from ._table import echo_table
 
@@ -42,7 +42,8 @@ def run(study: Path, no_report: bool, executor: str | None, ray_address: str | N
     say = (lambda _m: None) if quiet else (lambda m: click.echo(f"  .. {m}", err=True))
     result = run_study(study, say=say, report=not no_report, executor=executor, ray_address=ray_address)
     click.echo(f"== {len(result.rows)} scores; the verdict at each model's last checkpoint:")
-    echo_table(verdict_rows(result.rows), VERDICT_COLUMNS)
+    verdict = verdict_rows(result.rows)
+    echo_table(verdict, verdict_columns(verdict))
     ran = ", ".join(f"{k}: {len(v)}" for k, v in result.computed.items())
     click.echo(f"computed: {ran}")
     click.echo(f"scores: {result.scores_csv}")

@@ -33,20 +33,22 @@ class NullCheck:
     agrees: bool
 
 
-def null_words(statistic: float, null: np.ndarray, significant: bool) -> str:
-    """The decision and where the observed EPG sits among the shuffles, in words that match the picture."""
+def null_words(statistic: float, null: np.ndarray, significant: bool, gradient: bool = True) -> str:
+    """The decision and where the observed statistic sits among the shuffles, in words that match the picture
+    (an EPG below its shuffles is smoother; another statistic is just below or above them)."""
     k = len(null)
-    smoother = int(np.sum(null > statistic))
-    rougher = int(np.sum(null < statistic))
+    below_n = int(np.sum(null > statistic))
+    above_n = int(np.sum(null < statistic))
+    below, above = ("smoother", "rougher") if gradient else ("below", "above")
     decision = "significant" if significant else "not significant"
-    if smoother == k:
-        where = f"smoother than all {k:,} shuffles"
-    elif rougher == k:
-        where = f"rougher than all {k:,} shuffles"
-    elif smoother >= rougher:
-        where = f"smoother than {smoother:,} of {k:,} shuffles"
+    if below_n == k:
+        where = f"{below} than all {k:,} shuffles" if gradient else f"below all {k:,} shuffles"
+    elif above_n == k:
+        where = f"{above} than all {k:,} shuffles" if gradient else f"above all {k:,} shuffles"
+    elif below_n >= above_n:
+        where = f"{below} than {below_n:,} of {k:,} shuffles" if gradient else f"below {below_n:,} of {k:,} shuffles"
     else:
-        where = f"rougher than {rougher:,} of {k:,} shuffles"
+        where = f"{above} than {above_n:,} of {k:,} shuffles" if gradient else f"above {above_n:,} of {k:,} shuffles"
     return f"{decision}: {where}"
 
 
@@ -61,27 +63,33 @@ def _moments(y: np.ndarray, grid: np.ndarray | None, class_axis: int | None) -> 
 
 
 def plot_null(study: Study, verdict: Verdict, out_dir: Path) -> NullCheck:
-    """Histogram of the shuffled EPGs of the verdict's curve, re-run with the table's options."""
+    """Histogram of the shuffled statistic (EPG unless the scores test another) of the verdict's curve, re-run
+    with the table's options."""
     o = study.options.score
     y, grid, class_axis = verdict_curve(study, verdict)
     res = E.permutation_test(y, grid, n_permutations=o.n_permutations, alternative=o.alternative, seed=o.seed,
-                             alpha=o.alpha, return_null=True, class_axis=class_axis, precision=o.precision)
+                             alpha=o.alpha, return_null=True, class_axis=class_axis, precision=o.precision,
+                             statistic=o.statistic, **dict(o.statistic_options))
     assert res.null is not None
     null = np.asarray(res.null, np.float64).ravel()
     stat, p = float(np.asarray(res.statistic)), float(np.asarray(res.pvalue))
     row = verdict.row
-    agrees = p == float(row["pvalue"]) and (p < o.alpha) == (float(row["pvalue"]) < o.alpha)
+    # the null is drawn with all K shuffles; a sequential table's p-value comes from fewer (n_used), so only
+    # its decision is compared (they differ with probability <= risk)
+    same_p = p == float(row["pvalue"]) or o.method == "sequential"
+    agrees = same_p and (p < o.alpha) == (float(row["pvalue"]) < o.alpha)
+    name = "EPG" if o.statistic == "epg" else o.statistic
     fig, ax = plt.subplots(figsize=(3.5, 2.6))
     lo, hi = float(min(null.min(), stat)), float(max(null.max(), stat))
     pad = 0.04 * (hi - lo or 1.0)
     ax.hist(null, bins=50, range=(lo - pad, hi + pad), color="0.62", label=f"{len(null):,} shuffles", zorder=2)
-    moments = _moments(y, grid, class_axis)
+    moments = _moments(y, grid, class_axis) if o.statistic == "epg" else None  # exact moments: EPG's
     if moments is not None:
         mean, std = moments
         ax.axvspan(mean - std, mean + std, color="#4c72b0", alpha=0.13, lw=0, label="exact null mean ± SD", zorder=0)
         ax.axvline(mean, color="#4c72b0", lw=1, ls="--", zorder=3)
-    ax.axvline(stat, color="crimson", lw=2, label=f"observed EPG {fmt_num(stat)}")
-    words = null_words(stat, null, bool(row["significant"]))
+    ax.axvline(stat, color="crimson", lw=2, label=f"observed {name} {fmt_num(stat)}")
+    words = null_words(stat, null, bool(row["significant"]), gradient=o.statistic == "epg")
     head = f"{verdict.model} · {verdict.key} [{row['checkpoint']}]"
     pq = f"p = {fmt_p(row['pvalue'])}" + (f", q = {fmt_p(row['qvalue'])}" if row.get("correction") == "bh" else "")
     decision, where = words.split(": ", 1)
@@ -89,7 +97,7 @@ def plot_null(study: Study, verdict: Verdict, out_dir: Path) -> NullCheck:
     if not agrees:
         ax.text(0.5, 0.5, f"re-run p = {fmt_p(p)} differs from the table", transform=ax.transAxes, ha="center",
                 color="crimson", fontsize=8)
-    ax.set_xlabel("EPG", fontsize=7.5)
+    ax.set_xlabel(name, fontsize=7.5)
     ax.set_ylabel("shuffles", fontsize=7.5)
     ax.tick_params(labelsize=6.5)
     ax.legend(fontsize=6, loc="best", framealpha=0.85)

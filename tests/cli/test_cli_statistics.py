@@ -95,3 +95,18 @@ def test_a_studys_score_table_names_the_statistic(tmp_path: Path) -> None:
     study.write_text(text.format("q = 3"))
     with pytest.raises(E.UsageError, match=r"s.toml: \[score\]: statistic 'mi' takes k; got q"):
         score_options(load_study(study))
+
+
+@pytest.mark.parametrize("extra", [["--statistic", "pearson"], ["--method", "sequential"]])
+def test_the_reports_null_checks_rerun_the_tables_own_test(tmp_path: Path, extra: list[str]) -> None:
+    """The report redraws each verdict's null with the table's statistic (and, for a sequential table, compares
+    decisions): no false "computed with other options" warning."""
+    path = small_outputs(tmp_path / "o.h5")
+    result = run_cli("report", path, "-o", tmp_path / "rep", "--group-by", "property", "-k", "300", "--quiet",
+                     *extra)
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "null distributions checked against the table" in result.output
+    assert "re-run with the report" not in page
+    if extra[1] == "pearson":
+        assert "shuffle test of pearson" in page
