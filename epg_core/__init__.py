@@ -64,6 +64,9 @@ from epg_core._permutation._engine import PermutationResult as PermutationResult
 from epg_core._permutation._engine import Precision as Precision
 from epg_core._permutation._engine import permutation_test as permutation_test
 from epg_core._permutation._engine import use_precision as use_precision
+from epg_core._plugins import builtin_class as builtin_class
+from epg_core._plugins import import_object as import_object
+from epg_core._plugins import plugin_class as plugin_class
 from epg_core._scoring._flip_task import FlipTaskResult as FlipTaskResult
 from epg_core._scoring._flip_task import flip_task as flip_task
 from epg_core._scoring._groups import majority_target as majority_target
@@ -94,6 +97,8 @@ __all__ = [
     # scoring
     "ScoreOptions", "GroupBy", "Method", "Spacing", "Selection", "score_outputs", "write_scores_csv",
     "majority_target", "SCORE_COLUMNS", "verdict_rows",
+    # plug-ins named package.module:Name (every registry's import)
+    "import_object", "plugin_class", "builtin_class",
     # errors
     "MissingFileError", "EpgError", "UsageError", "DataError", "StoreError",
     # formats: interventions, outputs, the store of finished checkpoints, scores tables

@@ -23,7 +23,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from epg_core import DataError, UsageError
+from epg_core import DataError, UsageError, import_object
 
 from ._preprocessing import Notice, default_notice
 
@@ -49,17 +49,10 @@ def import_package(package: str, architecture: str, module: str | None = None) -
 
 
 def import_target(architecture: str) -> Any:
-    """The object ``package.module:name`` names (a factory, or a model family class); one-line errors."""
-    module_name, _, attr = architecture.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UsageError(f"architecture {architecture!r}: cannot import module {module_name!r} ({exc})") from None
-    except Exception as exc:  # noqa: BLE001 - the module itself raises at import time
-        raise DataError(f"architecture {architecture!r}: module {module_name!r} fails to import "
-                        f"({type(exc).__name__}: {first_line(exc)})") from None
-    found = getattr(module, attr, None)
+    """The callable ``package.module:name`` names (a factory, or a model family class); one-line errors."""
+    found = import_object(architecture, "architecture")
     if not callable(found):
+        module_name, _, attr = architecture.partition(":")
         raise UsageError(f"architecture {architecture!r}: {module_name} has no callable {attr!r}")
     return found
 

@@ -83,7 +83,7 @@ class Statistic:
               options: dict[str, Any]) -> StatisticSetup:
         """The kernel for curves of ``n`` steps on ``grid`` (``x``: the grid as given, None for unit steps);
         by default the batched kernel of the static ``value`` method."""
-        value = getattr(type(self), "value", None)
+        value = getattr(self, "value", None)  # a static method, or a function set on the instance
         if not callable(value):
             raise UsageError(f"statistic {self.name!r} defines neither a static value(y, x) nor setup()")
         kernel = callable_kernel(value, tuple(sorted(options.items())))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 from jaxtyping import Array
 
 from epg_core._errors import UsageError
+from epg_core._plugins import builtin_class, plugin_class
 from epg_core._statistics._base import Statistic
 from epg_core._statistics._registry import BUILTIN
 from epg_core._statistics.function import FunctionStatistic
@@ -37,29 +37,14 @@ def register_statistic(cls: type[Statistic]) -> type[Statistic]:
 def get_statistic(name: str) -> type[Statistic]:
     """The class of a registered statistic; a UsageError lists the names."""
     if name in BUILTIN:
-        module, cls = BUILTIN[name].split(":")
-        found: type[Statistic] = getattr(importlib.import_module(f"epg_core._statistics.{module}"), cls)
+        found: type[Statistic] = builtin_class("epg_core._statistics", BUILTIN[name])
         return found
     if name in _REGISTERED:
         return _REGISTERED[name]
     if ":" in name:
-        return _import_statistic(name)
+        return plugin_class(name, Statistic, "statistic", "epg_core.Statistic")
     raise UsageError(f"unknown statistic {name!r}; use one of {', '.join(statistic_names())} or your own "
                      "Statistic subclass as package.module:Class")
-
-
-def _import_statistic(name: str) -> type[Statistic]:
-    """The user's own ``package.module:Class`` (a :class:`Statistic` subclass), registered under its name."""
-    module, _, cls = name.partition(":")
-    try:
-        found = getattr(importlib.import_module(module), cls)
-    except ImportError as exc:
-        raise UsageError(f"statistic {name!r}: cannot import module {module!r} ({exc})") from None
-    except AttributeError:
-        raise UsageError(f"statistic {name!r}: module {module!r} has no {cls!r}") from None
-    if not (isinstance(found, type) and issubclass(found, Statistic)):
-        raise UsageError(f"statistic {name!r} is not a subclass of epg_core.Statistic")
-    return found
 
 
 def resolve_statistic(statistic: str | Statistic | Callable[..., Array]) -> Statistic:

@@ -107,7 +107,7 @@ def test_factory_module_function(tmp_path: Path) -> None:
     assert torch.equal(model(x), net(x))
     with pytest.raises(ValueError, match="cannot import module 'no_such_module_xyz'"):
         resolve_factory("no_such_module_xyz:f")
-    with pytest.raises(ValueError, match="has no callable 'nothing'"):
+    with pytest.raises(ValueError, match="module 'epg_bridges.testing' has no 'nothing'"):
         resolve_factory("epg_bridges.testing:nothing")
     with pytest.raises(ValueError, match="unknown architecture 'resnet'"):
         resolve_factory("resnet")

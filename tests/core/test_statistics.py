@@ -134,3 +134,20 @@ def test_mi_is_the_same_alone_and_in_a_batch_on_a_uniform_grid(precision: str) -
         orders = np.array(list(itertools.permutations(range(7))))
         null = np.asarray(jax.vmap(lambda c: E.ksg_mi(c, jnp.arange(7.0), k=2))(jnp.asarray(curve[orders])))
         assert exact.pvalue[i] == pytest.approx(np.mean(null >= obs - 1e-6), abs=1e-12)
+
+
+def test_every_registry_imports_plugins_the_same_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One importer behind statistics, editors, model families and factories: one line per failure kind."""
+    (tmp_path / "broken_stats_xyz.py").write_text("raise RuntimeError('boom\\nmore')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(E.DataError, match=r"module 'broken_stats_xyz' fails to import \(RuntimeError: boom\)$"):
+        E.import_object("broken_stats_xyz:S", "statistic")
+    with pytest.raises(E.UsageError, match="statistic 'nope_mod_xyz:S': cannot import module 'nope_mod_xyz'"):
+        E.plugin_class("nope_mod_xyz:S", E.Statistic, "statistic", "epg_core.Statistic")
+    with pytest.raises(E.UsageError, match="module 'epg_core' has no 'Nope'"):
+        E.import_object("epg_core:Nope", "statistic")
+    with pytest.raises(E.UsageError, match="expected package.module:name"):
+        E.import_object("epg_core:", "statistic")
+    with pytest.raises(E.UsageError, match="'epg_core:ScoreOptions' is not a subclass of epg_core.Statistic"):
+        E.plugin_class("epg_core:ScoreOptions", E.Statistic, "statistic", "epg_core.Statistic")
+    assert E.builtin_class("epg_core._statistics", "pearson:Pearson") is E.get_statistic("pearson")

@@ -7,11 +7,10 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from epg_core import UsageError
+from epg_core import UsageError, builtin_class, plugin_class
 
 from ._base import Editor as Editor
 from ._base import EditorOptions as EditorOptions
@@ -31,21 +30,12 @@ def editor_names() -> tuple[str, ...]:
 def get_editor(name: str) -> type[Editor]:
     """The editor class of a built-in name or of ``package.module:Class`` (a subclass of :class:`Editor`)."""
     if name in BUILTIN:
-        module, cls = BUILTIN[name].split(":")
-        return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+        found: type[Editor] = builtin_class(__name__, BUILTIN[name])
+        return found
     if ":" not in name:
         raise UsageError(f"unknown editing method {name!r}; choose one of {', '.join(BUILTIN)} "
                          "or give your own Editor subclass as package.module:Class")
-    module, _, cls = name.partition(":")
-    try:
-        found = getattr(importlib.import_module(module), cls)
-    except ImportError as exc:
-        raise UsageError(f"editor {name!r}: cannot import module {module!r} ({exc})") from None
-    except AttributeError:
-        raise UsageError(f"editor {name!r}: module {module!r} has no {cls!r}") from None
-    if not (isinstance(found, type) and issubclass(found, Editor)):
-        raise UsageError(f"editor {name!r} is not a subclass of epg_bridges.interventions.editors.Editor")
-    return found
+    return plugin_class(name, Editor, "editor", "epg_bridges.interventions.editors.Editor")
 
 
 def make_editor(name: str, options: Mapping[str, Any] | None = None, *, where: str = "editor options") -> Editor:

@@ -8,11 +8,10 @@ class without registering it.
 
 from __future__ import annotations
 
-import importlib
 import re
 from typing import TYPE_CHECKING
 
-from epg_core import UsageError
+from epg_core import UsageError, builtin_class, plugin_class
 
 if TYPE_CHECKING:
     from ._base import ModelFamily
@@ -65,16 +64,11 @@ def get_model_family(name: str) -> type[ModelFamily]:
     if name in _REGISTERED:
         return _REGISTERED[name]
     if name in BUILTIN:
-        module, cls = BUILTIN[name].split(":")
-        return getattr(importlib.import_module(f"{__name__.rpartition('.')[0]}.{module}"), cls)
+        found: type[ModelFamily] = builtin_class(__name__.rpartition(".")[0], BUILTIN[name])
+        return found
     module, sep, attr = name.partition(":")
     if sep and module and attr:
-        from .._sources import import_target
-
-        found = import_target(name)
-        if isinstance(found, type) and issubclass(found, ModelFamily):
-            return found
-        raise UsageError(f"model family {name!r} is not a subclass of ModelFamily")
+        return plugin_class(name, ModelFamily, "model family", "ModelFamily")
     raise UsageError(f"unknown model family {name!r}; choose one of {', '.join(model_family_names())} "
                      "or give your own ModelFamily subclass as package.module:Class")
 
